@@ -1,0 +1,26 @@
+import pytest
+from hypothesis import settings, strategies as st
+
+from ttt.arc.grid import MAX_SIDE
+
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.load_profile("default")
+
+
+def grids(max_side: int = MAX_SIDE):
+    """Hypothesis strategy: rectangular grids of colours 0-9."""
+    return st.integers(1, max_side).flatmap(
+        lambda h: st.integers(1, max_side).flatmap(
+            lambda w: st.lists(
+                st.tuples(*[st.integers(0, 9)] * w).map(tuple), min_size=h, max_size=h
+            ).map(tuple)
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The embedded model's real tokenizer (SmolLM2, from the GGUF file; no network)."""
+    from ttt.model.embedded import load_embedded_tokenizer
+
+    return load_embedded_tokenizer()

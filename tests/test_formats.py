@@ -1,0 +1,97 @@
+import pytest
+from hypothesis import given, strategies as st
+
+from conftest import grids
+from ttt.arc.formats import FORMATS, CompactFormat, PaperFormat, get_format
+from ttt.arc.task import Example
+from ttt.data.tokenize import SegmentTokenizer
+
+DEMOS = (Example(((1, 2), (3, 4)), ((5,),)), Example(((0,),), ((7, 8),)))
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+@given(grid=grids())
+def test_every_format_round_trips_random_grids(name, grid):
+    text_format = get_format(name)
+    assert text_format.parse(text_format.output_text(grid)).grid == grid
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+@given(text=st.text(max_size=200))
+def test_parsing_garbage_never_raises(name, text):
+    parsed = get_format(name).parse(text)
+    assert parsed.ok or parsed.error
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("12\n3\n.", "ragged rows: row 1 has 1 cells, row 0 has 2"),
+        ("12\n3x\n.", "row 1 has 'x', not a digit"),
+        (".", "no grid in the text"),
+        ("", "no grid in the text"),
+        ("0" * 31 + "\n.", "grid is 1x31, larger than 30x30"),
+    ],
+)
+def test_compact_parse_errors(text, error):
+    assert CompactFormat().parse(text).error == error
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("[[1 2]\n [3]]#", "ragged rows: row 1 has 1 cells, row 0 has 2"),
+        ("[[1 a]]#", "row 0 has 'a', not a digit"),
+        ("12\n34", "expected a grid like [[0 1]\\n [2 3]]"),
+        ("[[1 2]\n 3 4]]", "row 1 is not bracketed: '3 4]'"),
+    ],
+)
+def test_paper_parse_errors(text, error):
+    assert PaperFormat().parse(text).error == error
+
+
+def test_parse_stops_at_the_end_marker():
+    assert CompactFormat().parse("12\n34\n.\n99\n=\n").grid == ((1, 2), (3, 4))
+    assert PaperFormat().parse("[[1 2]]# [[3]]").grid == ((1, 2),)
+
+
+def test_compact_renders_the_exact_text():
+    segments = CompactFormat().render(DEMOS, ((9, 9),), ((1,),))
+    assert [(s.kind, s.text) for s in segments] == [
+        ("prompt", "12\n34\n=\n"),
+        ("demo_output", "5\n."),
+        ("prompt", "\n0\n=\n"),
+        ("demo_output", "78\n."),
+        ("prompt", "\n99\n=\n"),
+        ("test_output", "1\n."),
+    ]
+
+
+def test_paper_grids_are_numpy_style_and_outputs_end_with_hash():
+    assert PaperFormat().grid_text(((0, 0, 5), (0, 5, 0))) == "[[0 0 5]\n [0 5 0]]"
+    assert PaperFormat().output_text(((1,),)) == "[[1]]#"
+
+
+def test_paper_format_uses_the_chat_template(tokenizer):
+    segments = PaperFormat().render(DEMOS, ((9, 9),), ((1,),), tokenizer=tokenizer)
+    text = "".join(s.text for s in segments)
+    assert text.startswith("<|im_start|>system\nFigure out the rule")
+    assert "[[1 2]\n [3 4]] -> [[5]]#\n[[0]] -> [[7 8]]#" in text
+    assert "<|im_start|>user\n[[9 9]] -> <|im_end|>\n<|im_start|>assistant\n[[1]]#<|im_end|>" in text
+    assert [s.text for s in segments if s.kind != "prompt"] == ["[[5]]#", "[[7 8]]#", "[[1]]#"]
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_the_inference_prompt_is_the_token_prefix_of_the_training_sequence(name, tokenizer):
+    text_format, encoder = get_format(name), SegmentTokenizer(tokenizer)
+    prompt = encoder.encode(text_format.render(DEMOS, ((9, 9),), tokenizer=tokenizer)).input_ids
+    full = encoder.encode(text_format.render(DEMOS, ((9, 9),), ((1,),), tokenizer=tokenizer)).input_ids
+    answer = encoder.ids(text_format.output_text(((1,),)))
+    assert full[: len(prompt) + len(answer)] == prompt + answer
+
+
+@given(grid=grids(max_side=10))
+def test_compact_is_one_token_per_cell_with_the_embedded_tokenizer(tokenizer, grid):
+    ids = tokenizer(CompactFormat().output_text(grid), add_special_tokens=False)["input_ids"]
+    height, width = len(grid), len(grid[0])
+    assert len(ids) == height * width + height + 1  # cells, a newline per row, the end marker

@@ -1,0 +1,1 @@
+"""Test-time training (TTT) for ARC-AGI."""

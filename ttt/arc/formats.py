@@ -1,0 +1,217 @@
+"""Text formats: how a task becomes text for the LM, and how model output becomes a grid again.
+
+A format renders (demonstrations, test input[, test output]) as a list of `Segment`s: prompt text
+and the output grids, each output segment marked so the loss mask can find it exactly. Tokenizing
+the segments one by one (see `ttt.data.tokenize`) keeps every output on token boundaries, and the
+prompt an inference call sees is token-for-token the prefix that training saw.
+
+Two formats share the interface:
+- `paper`: the paper's layout. A system message with the instruction and each demonstration as
+  `<input> -> <output>#`; the user turn is `<test input> -> `; the assistant answers `<output>#`.
+  Grids are printed numpy-style (`[[0 0 5]\n [0 5 0]]`); the tokenizer's chat template wraps it.
+- `compact`: one token per cell with the embedded tokenizer. Rows of digits, a newline per row,
+  `=` between input and output, `.` after each output. No chat template.
+
+`parse` never raises: it returns a `Parsed` whose `grid` is None and whose `error` says why.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ttt.arc.grid import Grid, MAX_SIDE
+from ttt.arc.task import Example
+
+SegmentKind = Literal["prompt", "demo_output", "test_output"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of rendered text: prompt text, or one output grid with its end marker."""
+
+    text: str
+    kind: SegmentKind = "prompt"
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed model answer: the grid, or None and the reason it could not be read."""
+
+    grid: Grid | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.grid is not None
+
+
+class TextFormat(ABC):
+    """Serialises tasks for the LM and parses its answers back into grids."""
+
+    name: str
+    end_marker: str  # ends every output; generation stops on it
+
+    @abstractmethod
+    def grid_text(self, grid: Grid) -> str:
+        """The grid as text, without the end marker."""
+
+    @abstractmethod
+    def parse_grid(self, text: str) -> Parsed:
+        """Text of one grid (no end marker) back into a grid."""
+
+    @abstractmethod
+    def render(
+        self,
+        demonstrations: Sequence[Example],
+        test_input: Grid,
+        test_output: Grid | None = None,
+        tokenizer: Any = None,
+    ) -> list[Segment]:
+        """Segments for a task; without `test_output`, the prompt that asks for it."""
+
+    def output_text(self, grid: Grid) -> str:
+        """An output grid as the model should write it, end marker included."""
+        return self.grid_text(grid) + self.end_marker
+
+    def parse(self, text: str) -> Parsed:
+        """Model output (anything after the end marker is ignored) into a grid; never raises."""
+        try:
+            return self.parse_grid(text.split(self.end_marker, 1)[0].strip())
+        except Exception as error:  # a parser bug must cost one vote, not the run
+            return Parsed(None, f"parser error: {error!r}")
+
+
+def _check_rows(rows: list[list[int]]) -> Parsed:
+    """Shape checks shared by the formats' parsers."""
+    if not rows or not rows[0]:
+        return Parsed(None, "no grid in the text")
+    for r, row in enumerate(rows):
+        if len(row) != len(rows[0]):
+            return Parsed(None, f"ragged rows: row {r} has {len(row)} cells, row 0 has {len(rows[0])}")
+    if len(rows) > MAX_SIDE or len(rows[0]) > MAX_SIDE:
+        return Parsed(None, f"grid is {len(rows)}x{len(rows[0])}, larger than {MAX_SIDE}x{MAX_SIDE}")
+    return Parsed(tuple(tuple(row) for row in rows))
+
+
+def _digits(text: str, where: str) -> list[int] | str:
+    bad = next((ch for ch in text if ch not in "0123456789"), None)
+    if bad is not None:
+        return f"{where} has {bad!r}, not a digit"
+    return [int(ch) for ch in text]
+
+
+class CompactFormat(TextFormat):
+    """Rows of digits; `=` line between input and output; `.` after the output."""
+
+    name = "compact"
+    end_marker = "."
+    separator = "=\n"  # between an input grid and its output
+
+    def grid_text(self, grid: Grid) -> str:
+        return "".join("".join(map(str, row)) + "\n" for row in grid)
+
+    def parse_grid(self, text: str) -> Parsed:
+        rows = []
+        for r, line in enumerate(text.split("\n")):
+            cells = _digits(line.strip(), f"row {r}")
+            if isinstance(cells, str):
+                return Parsed(None, cells)
+            rows.append(cells)
+        return _check_rows(rows)
+
+    def render(self, demonstrations, test_input, test_output=None, tokenizer=None) -> list[Segment]:
+        segments: list[Segment] = []
+        prompt = ""
+        for demo in demonstrations:
+            segments.append(Segment(prompt + self.grid_text(demo.input) + self.separator))
+            segments.append(Segment(self.output_text(demo.output), "demo_output"))
+            prompt = "\n"
+        segments.append(Segment(prompt + self.grid_text(test_input) + self.separator))
+        if test_output is not None:
+            segments.append(Segment(self.output_text(test_output), "test_output"))
+        return segments
+
+
+# Private-use characters mark where outputs go while the chat template renders the messages.
+_SLOT = "\ue000{}\ue001"
+_SLOT_RE = re.compile("\ue000(\\d+)\ue001")
+
+
+class PaperFormat(TextFormat):
+    """The paper's messages with numpy-style grids, wrapped by the tokenizer's chat template."""
+
+    name = "paper"
+    end_marker = "#"
+    arrow = " -> "
+    instruction = (
+        "Figure out the rule that transforms each input grid into its output grid in the examples "
+        "below, then apply it to the test input. Answer with the output grid only, in the same format."
+    )
+
+    def grid_text(self, grid: Grid) -> str:
+        return "[" + "\n ".join("[" + " ".join(map(str, row)) + "]" for row in grid) + "]"
+
+    def parse_grid(self, text: str) -> Parsed:
+        if not (text.startswith("[[") and text.endswith("]]")):
+            return Parsed(None, "expected a grid like [[0 1]\\n [2 3]]")
+        rows = []
+        for r, line in enumerate(text[1:-1].split("\n")):
+            line = line.strip()
+            if not (line.startswith("[") and line.endswith("]")):
+                return Parsed(None, f"row {r} is not bracketed: {line[:40]!r}")
+            cells = _digits(line[1:-1].replace(" ", ""), f"row {r}")
+            if isinstance(cells, str):
+                return Parsed(None, cells)
+            rows.append(cells)
+        return _check_rows(rows)
+
+    def render(self, demonstrations, test_input, test_output=None, tokenizer=None) -> list[Segment]:
+        outputs: list[Segment] = []
+
+        def slot(grid: Grid, kind: SegmentKind) -> str:
+            outputs.append(Segment(self.output_text(grid), kind))
+            return _SLOT.format(len(outputs) - 1)
+
+        lines = "".join(
+            self.grid_text(d.input) + self.arrow + slot(d.output, "demo_output") + "\n"
+            for d in demonstrations
+        )
+        messages = [
+            {"role": "system", "content": self.instruction + "\n" + lines},
+            {"role": "user", "content": self.grid_text(test_input) + self.arrow},
+        ]
+        if test_output is not None:
+            messages.append({"role": "assistant", "content": slot(test_output, "test_output")})
+        text = _apply_chat_template(tokenizer, messages, add_generation_prompt=test_output is None)
+        # Split the rendered text at the slots: even pieces are prompt text, odd ones slot numbers.
+        pieces = _SLOT_RE.split(text)
+        segments = []
+        for i, piece in enumerate(pieces):
+            if i % 2:
+                segments.append(outputs[int(piece)])
+            elif piece:
+                segments.append(Segment(piece))
+        return segments
+
+
+def _apply_chat_template(tokenizer: Any, messages: list[dict], add_generation_prompt: bool) -> str:
+    """The tokenizer's chat template; without one, the contents joined by newlines."""
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    return "\n".join(m["content"] for m in messages)
+
+
+FORMATS: dict[str, TextFormat] = {f.name: f for f in (CompactFormat(), PaperFormat())}
+
+
+def get_format(name: str) -> TextFormat:
+    """The format registered as `name` (`compact` or `paper`)."""
+    if name not in FORMATS:
+        raise KeyError(f"unknown text format {name!r}; choose one of {sorted(FORMATS)}")
+    return FORMATS[name]

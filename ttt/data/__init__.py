@@ -1,0 +1,1 @@
+"""TTT data: leave-one-out synthetic tasks, tokenization with the prefix-loss mask, DataModules."""

@@ -1,0 +1,136 @@
+"""The LightningDataModule that turns ARC tasks into tokenized TTT batches.
+
+One task for per-task adapters (the paper's method), or several tasks' data pooled for the
+shared-adapter ablation. Batches group samples of similar length (transformers'
+`LengthGroupedSampler`, longest batch first so memory errors come early) and pad on the right.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from ttt.arc.formats import TextFormat, get_format
+from ttt.arc.task import Task
+from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig, build_ttt_tasks
+from ttt.data.tokenize import IGNORE_INDEX, Encoded, LossMode, SegmentTokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskDataStats:
+    """What one task contributed: samples kept, samples dropped for length, tokens."""
+
+    task_id: str
+    num_examples: int
+    num_too_long: int
+    num_tokens: int
+    num_loss_tokens: int
+
+
+def collate(batch: Sequence[Encoded], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch: ids with the pad token, labels with IGNORE_INDEX, attention mask 0."""
+    width = max(len(e) for e in batch)
+    input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, example in enumerate(batch):
+        n = len(example)
+        input_ids[row, :n] = torch.tensor(example.input_ids)
+        labels[row, :n] = torch.tensor(example.labels)
+        attention_mask[row, :n] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+
+
+class TTTDataModule(LightningDataModule):
+    """TTT batches for one task (`tasks=[task]`) or pooled over several (shared adapter)."""
+
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        tokenizer: Any,
+        text_format: str | TextFormat = "compact",
+        data: TTTDataConfig = TTTDataConfig(),
+        loss: LossMode = "demonstrations",
+        max_seq_len: int = 8192,
+        batch_size: int = 2,
+    ):
+        super().__init__()
+        if getattr(tokenizer, "pad_token_id", None) is None:
+            raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token before building batches")
+        self.tasks = list(tasks)
+        self.tokenizer = tokenizer
+        self.format = get_format(text_format) if isinstance(text_format, str) else text_format
+        self.data, self.loss = data, loss
+        self.max_seq_len, self.batch_size = max_seq_len, batch_size
+        self.examples: list[Encoded] = []
+        self.stats: list[TaskDataStats] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.examples:  # Lightning calls setup once per fit; the data does not change
+            return
+        segment_tokenizer = SegmentTokenizer(self.tokenizer)
+        for task in self.tasks:
+            encoded: dict[SyntheticTask, Encoded] = {}
+            too_long = 0
+
+            def fits(sample: SyntheticTask) -> bool:
+                nonlocal too_long
+                encoded[sample] = segment_tokenizer.encode_task(self.format, sample, self.loss)
+                too_long += len(encoded[sample]) > self.max_seq_len
+                return len(encoded[sample]) <= self.max_seq_len
+
+            samples = build_ttt_tasks(task, self.data, keep=fits)
+            examples = [encoded[s] for s in samples]
+            self.examples += examples
+            self.stats.append(
+                TaskDataStats(
+                    task.id,
+                    len(examples),
+                    too_long,
+                    sum(len(e) for e in examples),
+                    sum(label != IGNORE_INDEX for e in examples for label in e.labels),
+                )
+            )
+            if not examples:
+                log.warning("task %s: no TTT example fits max_seq_len=%d", task.id, self.max_seq_len)
+
+    def _sampler(self) -> LengthGroupedSampler:
+        generator = torch.Generator().manual_seed(self.data.seed)
+        return LengthGroupedSampler(self.batch_size, lengths=[len(e) for e in self.examples], generator=generator)
+
+    def train_dataloader(self) -> DataLoader:
+        if not self.examples:
+            ids = ", ".join(t.id for t in self.tasks)
+            raise ValueError(f"task(s) {ids}: no TTT examples (all over max_seq_len={self.max_seq_len}?)")
+        return DataLoader(
+            self.examples,
+            batch_size=self.batch_size,
+            sampler=self._sampler(),
+            collate_fn=lambda batch: collate(batch, self.tokenizer.pad_token_id),
+        )
+
+    def padding_fraction(self) -> float:
+        """Fraction of the tokens in one epoch's batches that are padding."""
+        if not self.examples:
+            return 0.0
+        order = list(self._sampler())
+        lengths = [len(self.examples[i]) for i in order]
+        padded = real = 0
+        for start in range(0, len(lengths), self.batch_size):
+            chunk = lengths[start : start + self.batch_size]
+            padded += max(chunk) * len(chunk)
+            real += sum(chunk)
+        return 1 - real / padded if padded else 0.0
+
+    def num_batches(self) -> int:
+        return math.ceil(len(self.examples) / self.batch_size)

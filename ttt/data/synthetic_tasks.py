@@ -1,0 +1,122 @@
+"""Synthetic TTT tasks built from one ARC task's demonstrations only (METHOD.md section 3).
+
+Leave-one-out: each demonstration in turn is the target, the others its context (K tasks).
+Leave-two-out tops up tasks with few of them (K(K-1) tasks, K-2 demonstrations each). Every task
+is augmented by each configured augmenter (dropping any with a grid over 30x30), joined with the
+un-augmented ones, given one extra copy with permuted colours and shuffled demonstrations, then
+deduplicated and capped. All randomness comes from one generator seeded by (seed, task id), so a
+task's data never depends on which other tasks run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ttt.arc.augmenters import PAPER_AUGMENTERS, Augmenter, build_augmenters
+from ttt.arc.grid import fits
+from ttt.arc.task import Example, Task
+from ttt.arc.transforms import ColourPermutation
+
+
+@dataclass(frozen=True)
+class SyntheticTask:
+    """A TTT training sample: in-context demonstrations and a target pair."""
+
+    demonstrations: tuple[Example, ...]
+    test: Example
+    augmenter: str = field(default="none", compare=False)  # provenance, not identity
+
+
+@dataclass(frozen=True)
+class TTTDataConfig:
+    """How a task's TTT data is generated (paper values as defaults)."""
+
+    augmenters: tuple[str, ...] = PAPER_AUGMENTERS  # registry names; () = no transformations
+    max_examples: int = 250  # Nmax: cap per task, topped up from leave-two-out below it
+    mode: Literal["in_context", "direct"] = "in_context"  # direct: input->output, no demonstrations
+    permute_colours: bool = True  # one extra copy per task: random colours (0 fixed), shuffled demos
+    top_up: bool = True  # fill up to max_examples with leave-two-out tasks
+    seed: int = 0
+
+
+def leave_one_out(demonstrations: Sequence[Example]) -> list[SyntheticTask]:
+    """K tasks: demonstration i is the target, the other K-1 (in order) its context."""
+    demos = tuple(demonstrations)
+    return [SyntheticTask(demos[:i] + demos[i + 1 :], demos[i]) for i in range(len(demos))]
+
+
+def leave_two_out(demonstrations: Sequence[Example]) -> list[SyntheticTask]:
+    """K(K-1) tasks: target i, demonstration j != i also left out, K-2 demonstrations of context."""
+    demos = tuple(demonstrations)
+    return [
+        SyntheticTask(tuple(d for k, d in enumerate(demos) if k not in (i, j)), demos[i])
+        for i in range(len(demos))
+        for j in range(len(demos))
+        if j != i
+    ]
+
+
+def direct(demonstrations: Sequence[Example]) -> list[SyntheticTask]:
+    """The ablation without in-context learning: each demonstration alone, no context."""
+    return [SyntheticTask((), d) for d in demonstrations]
+
+
+def augment(
+    tasks: Iterable[SyntheticTask], augmenters: Sequence[Augmenter], rng: random.Random
+) -> list[SyntheticTask]:
+    """Each task un-augmented and under every augmenter; augmented grids over 30x30 are dropped."""
+    result = []
+    for task in tasks:
+        result.append(task)
+        for augmenter in augmenters:
+            examples = augmenter((*task.demonstrations, task.test), rng)
+            if all(fits(e.input) and fits(e.output) for e in examples):
+                result.append(SyntheticTask(examples[:-1], examples[-1], augmenter.name))
+    return result
+
+
+def with_permuted_copies(tasks: Iterable[SyntheticTask], rng: random.Random) -> list[SyntheticTask]:
+    """Each task, then a copy with a random colour permutation and shuffled demonstrations."""
+    result = []
+    for task in tasks:
+        colours = ColourPermutation.random(rng)
+        demos = [d.map(colours) for d in task.demonstrations]
+        rng.shuffle(demos)
+        result += [task, SyntheticTask(tuple(demos), task.test.map(colours), task.augmenter + "+colours")]
+    return result
+
+
+def dedupe(tasks: Iterable[SyntheticTask]) -> list[SyntheticTask]:
+    """Tasks in first-seen order without repeats (same demonstrations, order and target)."""
+    return list(dict.fromkeys(tasks))
+
+
+def build_ttt_tasks(
+    task: Task,
+    config: TTTDataConfig = TTTDataConfig(),
+    keep: Callable[[SyntheticTask], bool] = lambda _: True,
+) -> list[SyntheticTask]:
+    """The TTT training set of one task. `keep` filters samples (e.g. too many tokens) before the cap."""
+    rng = random.Random(f"{config.seed}/{task.id}")
+    augmenters = build_augmenters(config.augmenters)
+
+    def pipeline(base: list[SyntheticTask]) -> list[SyntheticTask]:
+        tasks = augment(base, augmenters, rng)
+        if config.permute_colours:
+            tasks = with_permuted_copies(tasks, rng)
+        return [t for t in dedupe(tasks) if keep(t)]
+
+    demos = task.train
+    samples = pipeline(direct(demos) if config.mode == "direct" else leave_one_out(demos))
+    if len(samples) > config.max_examples:
+        rng.shuffle(samples)
+        return samples[: config.max_examples]
+    if config.top_up and config.mode == "in_context" and len(demos) > 2:
+        seen = set(samples)
+        extra = [t for t in pipeline(leave_two_out(demos)) if t not in seen]
+        rng.shuffle(extra)
+        samples += extra[: config.max_examples - len(samples)]
+    return samples

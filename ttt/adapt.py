@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from ttt.model.module import TTTModule
 log = logging.getLogger(__name__)
 # Lightning's per-fit banners (GPU available, tips) would repeat for every task.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+# Lightning 2.6 on torch 2.13 warns about its own pytree use on every fit; nothing to act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 RECORD_FILE = "ttt.json"  # per task, next to its adapter
 SHARED = "shared"  # adapter folder of the shared-adapter ablation

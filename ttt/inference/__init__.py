@@ -1,0 +1,1 @@
+"""Augmented inference: views, batched generation, inversion, voting, product-of-experts scoring."""

@@ -1,0 +1,144 @@
+"""Batched greedy decoding of many prompts with the KV cache, and teacher-forced answer scoring.
+
+Prompts are token-id lists (from `ttt.data.tokenize.SegmentTokenizer`), sorted by length into
+left-padded batches. Decoding stops at the format's end marker or EOS, after at most
+`max_new_tokens` (default: the tokens of the largest possible 30x30 answer). With
+`restrict_alphabet`, every token whose text is not made of the format's characters is suppressed
+(transformers' `suppress_tokens`). Each answer keeps its log-probability under the unrestricted model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from ttt.arc.formats import TextFormat
+
+ALPHABETS = {"compact": "0123456789\n.=", "paper": "0123456789 []\n#"}  # characters an answer may use
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A decoded answer: its text (through the end marker), summed log-probability, token count."""
+
+    text: str
+    logprob: float
+    num_tokens: int
+
+
+def largest_answer_tokens(tokenizer: Any, text_format: TextFormat) -> int:
+    """Tokens of the longest possible answer: a 30x30 grid (digits of 8) plus the end marker."""
+    grid = tuple(tuple([8] * 30) for _ in range(30))
+    return len(tokenizer(text_format.output_text(grid), add_special_tokens=False)["input_ids"]) + 1
+
+
+@lru_cache(maxsize=8)
+def _suppressed(tokenizer: Any, alphabet: str, vocab_size: int) -> tuple[int, ...]:
+    keep = {tokenizer.eos_token_id}
+    for token_id in range(len(tokenizer)):
+        text = tokenizer.decode([token_id])
+        if text and all(ch in alphabet for ch in text):
+            keep.add(token_id)
+    return tuple(i for i in range(vocab_size) if i not in keep)
+
+
+def _batches(order: list[int], size: int):
+    for start in range(0, len(order), size):
+        yield order[start : start + size]
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt)
+        mask[row, width - len(prompt) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+class Generator:
+    """Greedy answers for token-id prompts, batched."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        text_format: TextFormat,
+        batch_size: int = 8,
+        max_new_tokens: int | None = None,
+        restrict_alphabet: bool = True,
+    ):
+        self.model, self.tokenizer, self.format = model, tokenizer, text_format
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens or largest_answer_tokens(tokenizer, text_format)
+        end_ids = tokenizer(text_format.end_marker, add_special_tokens=False)["input_ids"]
+        self.stop_ids = [tokenizer.eos_token_id] + (end_ids if len(end_ids) == 1 else [])
+        self.stop_strings = None if len(end_ids) == 1 else [text_format.end_marker]
+        vocab_size = model.get_output_embeddings().weight.shape[0]
+        self.suppress = list(_suppressed(tokenizer, ALPHABETS[text_format.name], vocab_size)) if restrict_alphabet else None
+
+    @torch.inference_mode()
+    def __call__(self, prompts: Sequence[Sequence[int]]) -> list[Generated]:
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        results: list[Generated | None] = [None] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        for batch in _batches(order, self.batch_size):
+            ids, mask = _left_pad([prompts[i] for i in batch], self.tokenizer.pad_token_id, device)
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                use_cache=True,
+                eos_token_id=self.stop_ids,
+                stop_strings=self.stop_strings,
+                tokenizer=self.tokenizer if self.stop_strings else None,
+                pad_token_id=self.tokenizer.pad_token_id,
+                suppress_tokens=self.suppress,
+                output_logits=True,
+                return_dict_in_generate=True,
+                temperature=None, top_p=None, top_k=None,
+            )  # fmt: skip
+            new = out.sequences[:, ids.shape[1] :]
+            logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1)
+            chosen = logprobs.gather(-1, new[:, : logprobs.shape[1], None]).squeeze(-1)
+            for row, index in enumerate(batch):
+                tokens = new[row].tolist()
+                length = next((n + 1 for n, t in enumerate(tokens) if t in self.stop_ids), len(tokens))
+                results[index] = Generated(
+                    self.tokenizer.decode(tokens[:length], skip_special_tokens=True),
+                    float(chosen[row, :length].sum()),
+                    length,
+                )
+        return results  # type: ignore[return-value]
+
+
+@torch.inference_mode()
+def answer_logprobs(
+    model: Any, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, batch_size: int = 8
+) -> list[float]:
+    """Teacher-forced log p(answer | prompt) for each (prompt ids, answer ids) pair, batched."""
+    model.eval()
+    device = next(model.parameters()).device
+    results = [0.0] * len(pairs)
+    order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+    for batch in _batches(order, batch_size):
+        sequences = [list(pairs[i][0]) + list(pairs[i][1]) for i in batch]
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        logprobs = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
+        for row, index in enumerate(batch):
+            start = len(pairs[index][0]) - 1  # logits at position p predict token p + 1
+            results[index] = float(logprobs[row, start : start + len(pairs[index][1])].sum())
+    return results

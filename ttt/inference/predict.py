@@ -1,0 +1,177 @@
+"""Predict one task: views -> answers -> parse -> invert -> vote (or product of experts) -> attempts.
+
+The answering step is a function from prompted views (view + token-id prompt) to `Generated`
+answers, so the whole pipeline runs with a language model (`Generator` on the prompts) or with any
+stand-in that knows the views (the tests' oracle).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ttt.arc.formats import TextFormat
+from ttt.arc.grid import Grid
+from ttt.arc.scoring import solved
+from ttt.arc.task import Task
+from ttt.data.tokenize import SegmentTokenizer
+from ttt.inference.generation import Generated
+from ttt.inference.views import PAPER_TRANSFORMS, View, make_views
+from ttt.inference.voting import Candidate, Prediction, attempts, vote
+
+Score = Callable[[Sequence[tuple[Sequence[int], Sequence[int]]]], list[float]]
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Augmented inference, voting and selection (paper values as defaults)."""
+
+    transforms: tuple[str, ...] = PAPER_TRANSFORMS  # invertible views; ("identity",) = no augmentation
+    permutations: int = 2  # demonstration orders per transform (paper: 2)
+    leave_one_out: bool = False  # also every leave-one-out subset of the demonstrations
+    colour_permutations: int = 0  # extra views per transform with random colours (0 fixed)
+    voting: str = "hierarchical"  # hierarchical (paper) | flat
+    top_k: int = 3  # candidates kept per transform group (paper: 3)
+    selection: str = "vote"  # vote | poe (product of experts over augmented views)
+    poe_views: int = 8  # views that score each candidate under poe
+    poe_candidates: int = 8  # best-voted candidates rescored under poe
+    max_seq_len: int = 8192  # a longer prompt drops its last demonstration until it fits
+    seed: int = 0
+
+
+@dataclass
+class PromptedView:
+    """A view of one test input and its prompt's token ids."""
+
+    view: View
+    test_index: int
+    prompt: list[int]
+
+
+Answer = Callable[[Sequence[PromptedView]], list[Generated]]
+
+
+def fit_prompt(
+    task: Task, view: View, test_input: Grid, text_format: TextFormat, encoder: SegmentTokenizer, max_seq_len: int
+) -> PromptedView | None:
+    """The view's prompt ids, dropping its last demonstration until it fits (None: never fits)."""
+    while True:
+        segments = text_format.render(
+            view.demonstrations(task), view.test_input(test_input), tokenizer=encoder.tokenizer
+        )
+        prompt = encoder.encode(segments).input_ids
+        if len(prompt) <= max_seq_len:
+            return PromptedView(view, -1, prompt)
+        if not view.order:
+            return None
+        view = view.without_last_demonstration()
+
+
+def _diverse(views: Sequence[View], count: int) -> list[View]:
+    """Up to `count` views, taking one per transform group before any second one."""
+    by_round: dict[int, list[View]] = {}
+    seen: dict[str, int] = {}
+    for view in views:
+        n = seen[view.group] = seen.get(view.group, -1) + 1
+        by_round.setdefault(n, []).append(view)
+    return [v for n in sorted(by_round) for v in by_round[n]][:count]
+
+
+def predict_task(
+    task: Task,
+    answer: Answer,
+    encoder: SegmentTokenizer,
+    text_format: TextFormat,
+    settings: InferenceSettings = InferenceSettings(),
+    score: Score | None = None,
+) -> dict:
+    """Two attempts per test input, with candidates, diagnostics and (if solutions are known) scores."""
+    started = time.perf_counter()
+    prompted: list[PromptedView] = []
+    for test_index, test in enumerate(task.test):
+        views = make_views(
+            task, test_index, settings.transforms, settings.permutations,
+            settings.leave_one_out, settings.colour_permutations, settings.seed,
+        )  # fmt: skip
+        for view in views:
+            fitted = fit_prompt(task, view, test.input, text_format, encoder, settings.max_seq_len)
+            if fitted is not None:
+                fitted.test_index = test_index
+                prompted.append(fitted)
+    answers = answer(prompted) if prompted else []
+
+    tests = []
+    for test_index, test in enumerate(task.test):
+        mine = [(p, a) for p, a in zip(prompted, answers) if p.test_index == test_index]
+        predictions = []
+        for p, generated in mine:
+            parsed = text_format.parse(generated.text)
+            grid = p.view.transform.inverse()(parsed.grid) if parsed.ok else None
+            predictions.append(Prediction(grid, p.view.group, p.view.name, generated.logprob))
+        chosen, ranked = vote(predictions, test.input, settings.voting, settings.top_k)
+        poe_scores: dict[Grid, float] = {}
+        if settings.selection == "poe" and ranked and score is not None:
+            poe_scores = _product_of_experts(
+                task, ranked[: settings.poe_candidates], [p.view for p, _ in mine], test.input,
+                text_format, encoder, settings, score,
+            )  # fmt: skip
+            best = sorted(ranked[: settings.poe_candidates], key=lambda c: -poe_scores[c.grid])
+            chosen = attempts(best, test.input)
+        elif settings.selection not in ("vote", "poe"):
+            raise ValueError(f"inference.selection={settings.selection!r}: choose vote or poe")
+        tests.append(_test_result(chosen, ranked, predictions, poe_scores, test.output))
+
+    scored = task.has_solutions
+    return {
+        "task_id": task.id,
+        "tests": tests,
+        "score": sum(t["solved"] for t in tests) / len(tests) if scored else None,
+        "all_solved": all(t["solved"] for t in tests) if scored else None,
+        "oracle": sum(t["in_candidates"] for t in tests) / len(tests) if scored else None,
+        "view_accuracy": sum(t["view_accuracy"] for t in tests) / len(tests) if scored else None,
+        "num_views": len(prompted),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _product_of_experts(
+    task, candidates: Sequence[Candidate], views: Sequence[View], test_input, text_format, encoder, settings, score
+) -> dict[Grid, float]:
+    """Each candidate's summed log-probability over `poe_views` diverse views (teacher-forced)."""
+    pairs, owners = [], []
+    for view in _diverse(views, settings.poe_views):
+        fitted = fit_prompt(task, view, test_input, text_format, encoder, settings.max_seq_len)
+        if fitted is None:
+            continue
+        for candidate in candidates:
+            answer_ids = encoder.ids(text_format.output_text(fitted.view.transform(candidate.grid)))
+            pairs.append((fitted.prompt, answer_ids))
+            owners.append(candidate.grid)
+    totals = {c.grid: 0.0 for c in candidates}
+    for grid, logprob in zip(owners, score(pairs) if pairs else []):
+        totals[grid] += logprob
+    return totals
+
+
+def _test_result(chosen, ranked, predictions, poe_scores, truth) -> dict:
+    correct = [p.grid == truth for p in predictions] if truth is not None else []
+    return {
+        "attempts": [[list(row) for row in grid] for grid in chosen],
+        "candidates": [
+            {
+                "grid": [list(row) for row in c.grid],
+                "votes": c.votes,
+                "groups": c.groups,
+                "best_logprob": None if math.isinf(c.best_logprob) else round(c.best_logprob, 4),
+                "poe_logprob": round(poe_scores[c.grid], 4) if c.grid in poe_scores else None,
+            }
+            for c in ranked
+        ],
+        "num_predictions": len(predictions),
+        "num_parsed": sum(p.grid is not None for p in predictions),
+        "solved": solved(chosen, truth) if truth is not None else None,
+        "in_candidates": any(c.grid == truth for c in ranked) if truth is not None else None,
+        "view_accuracy": sum(correct) / len(correct) if correct else (0.0 if truth is not None else None),
+    }

@@ -1,0 +1,106 @@
+"""Voting predictions of many views into two attempts (pure Python, deterministic).
+
+Hierarchical (the paper's): within each transform group rank the distinct predictions and keep the
+top 3; then rank every candidate that made a group's top 3 and take the global top 2.
+Flat (ablation): rank all predictions together.
+
+Ranking and tie-breaking, in order (documented and tested):
+1. more votes (global level: the number of groups whose top 3 hold it, then its total votes);
+2. more votes in the identity group (the paper's code prefers what the untransformed view says);
+3. higher best log-probability of any view that produced it (None counts as -inf);
+4. the earlier first appearance in the prediction list (views are ordered identity first).
+Fewer than two candidates: the attempts are filled with the test input itself, then a 1x1 grid of
+0, so there are always exactly two distinct attempts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ttt.arc.grid import Grid
+
+IDENTITY = "identity"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One view's answer, mapped back to the original orientation (grid None: unparseable)."""
+
+    grid: Grid | None
+    group: str
+    view: str = ""
+    logprob: float | None = None
+
+
+@dataclass
+class Candidate:
+    """A distinct predicted grid and the evidence for it."""
+
+    grid: Grid
+    votes: int
+    identity_votes: int
+    best_logprob: float
+    first_seen: int
+    groups: int = 0  # hierarchical: in how many groups' top-k it is
+
+    def key(self, hierarchical: bool) -> tuple:
+        primary = (-self.groups, -self.votes) if hierarchical else (-self.votes,)
+        return (*primary, -self.identity_votes, -self.best_logprob, self.first_seen)
+
+
+def candidates(predictions: Sequence[Prediction]) -> list[Candidate]:
+    """Distinct parsed grids with their votes, in first-seen order."""
+    by_grid: dict[Grid, Candidate] = {}
+    for index, prediction in enumerate(predictions):
+        if prediction.grid is None:
+            continue
+        logprob = -math.inf if prediction.logprob is None else prediction.logprob
+        candidate = by_grid.get(prediction.grid)
+        if candidate is None:
+            candidate = by_grid[prediction.grid] = Candidate(prediction.grid, 0, 0, -math.inf, index)
+        candidate.votes += 1
+        candidate.identity_votes += prediction.group == IDENTITY
+        candidate.best_logprob = max(candidate.best_logprob, logprob)
+    return list(by_grid.values())
+
+
+def rank_flat(predictions: Sequence[Prediction]) -> list[Candidate]:
+    """All candidates, best first, by votes over all views."""
+    return sorted(candidates(predictions), key=lambda c: c.key(hierarchical=False))
+
+
+def rank_hierarchical(predictions: Sequence[Prediction], top_k: int = 3) -> list[Candidate]:
+    """Candidates in some group's top `top_k`, ranked across groups; then the rest, flat."""
+    overall = {c.grid: c for c in candidates(predictions)}
+    groups = list(dict.fromkeys(p.group for p in predictions))
+    for group in groups:
+        in_group = [p for p in predictions if p.group == group]
+        for candidate in rank_flat(in_group)[:top_k]:
+            overall[candidate.grid].groups += 1
+    return sorted(overall.values(), key=lambda c: c.key(hierarchical=True))
+
+
+def attempts(ranked: Sequence[Candidate], test_input: Grid, count: int = 2) -> list[Grid]:
+    """The first `count` ranked grids, filled with fallbacks to exactly `count` distinct grids."""
+    chosen: list[Grid] = []
+    for grid in [c.grid for c in ranked] + [test_input, ((0,),), ((1,),)]:
+        if grid not in chosen:
+            chosen.append(grid)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def vote(
+    predictions: Sequence[Prediction], test_input: Grid, method: str = "hierarchical", top_k: int = 3
+) -> tuple[list[Grid], list[Candidate]]:
+    """(two attempts, ranked candidates) by `hierarchical` or `flat` voting."""
+    if method == "hierarchical":
+        ranked = rank_hierarchical(predictions, top_k)
+    elif method == "flat":
+        ranked = rank_flat(predictions)
+    else:
+        raise ValueError(f"inference.voting={method!r}: choose hierarchical or flat")
+    return attempts(ranked, test_input), ranked

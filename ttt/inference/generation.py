@@ -18,7 +18,8 @@ import torch
 
 from ttt.arc.formats import TextFormat
 
-ALPHABETS = {"compact": "0123456789\n.=", "paper": "0123456789 []\n#"}  # characters an answer may use
+# Characters an answer's grid may use; the end marker is allowed only as its own single token.
+ALPHABETS = {"compact": "0123456789\n", "paper": "0123456789 []\n"}
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ def largest_answer_tokens(tokenizer: Any, text_format: TextFormat) -> int:
 
 
 @lru_cache(maxsize=8)
-def _suppressed(tokenizer: Any, alphabet: str, vocab_size: int) -> tuple[int, ...]:
-    keep = {tokenizer.eos_token_id}
+def _suppressed(tokenizer: Any, alphabet: str, stop_ids: tuple[int, ...], vocab_size: int) -> tuple[int, ...]:
+    """Every token id but those made of `alphabet` characters and the stop tokens."""
+    keep = set(stop_ids)
     for token_id in range(len(tokenizer)):
         text = tokenizer.decode([token_id])
         if text and all(ch in alphabet for ch in text):
@@ -80,7 +82,10 @@ class Generator:
         self.stop_ids = [tokenizer.eos_token_id] + (end_ids if len(end_ids) == 1 else [])
         self.stop_strings = None if len(end_ids) == 1 else [text_format.end_marker]
         vocab_size = model.get_output_embeddings().weight.shape[0]
-        self.suppress = list(_suppressed(tokenizer, ALPHABETS[text_format.name], vocab_size)) if restrict_alphabet else None
+        self.suppress = None
+        if restrict_alphabet:
+            alphabet = ALPHABETS[text_format.name]
+            self.suppress = list(_suppressed(tokenizer, alphabet, tuple(self.stop_ids), vocab_size))
 
     @torch.inference_mode()
     def __call__(self, prompts: Sequence[Sequence[int]]) -> list[Generated]:

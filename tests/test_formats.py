@@ -95,3 +95,23 @@ def test_compact_is_one_token_per_cell_with_the_embedded_tokenizer(tokenizer, gr
     ids = tokenizer(CompactFormat().output_text(grid), add_special_tokens=False)["input_ids"]
     height, width = len(grid), len(grid[0])
     assert len(ids) == height * width + height + 1  # cells, a newline per row, the end marker
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+@given(grid=grids(), cut=st.floats(0, 1))
+def test_no_prefix_of_a_valid_answer_is_hopeless(name, grid, cut):
+    text = get_format(name).output_text(grid)
+    assert not get_format(name).hopeless(text[: int(cut * len(text))])
+
+
+@pytest.mark.parametrize(
+    "name, partial",
+    [
+        ("compact", "12\n345\n"),  # ragged
+        ("compact", "0" * 31 + "\n"),  # too wide
+        ("compact", "1\n" * 31),  # too tall
+        ("paper", "[[1 2]\n [3 4 5]\n"),
+    ],
+)
+def test_hopeless_answers(name, partial):
+    assert get_format(name).hopeless(partial)

@@ -77,6 +77,20 @@ class TextFormat(ABC):
         """An output grid as the model should write it, end marker included."""
         return self.grid_text(grid) + self.end_marker
 
+    def hopeless(self, partial: str) -> bool:
+        """Whether an unfinished answer can no longer parse (ragged, too large, bad characters).
+
+        Judged on its complete rows only, so an answer that would parse is never called hopeless.
+        """
+        if self.end_marker in partial or "\n" not in partial:
+            return False
+        complete = partial[: partial.rindex("\n")].strip()
+        return bool(complete) and not self.parse(self._close(complete)).ok
+
+    def _close(self, complete_rows: str) -> str:
+        """Complete rows of an unfinished answer as a parseable grid text (see `hopeless`)."""
+        return complete_rows
+
     def parse(self, text: str) -> Parsed:
         """Model output (anything after the end marker is ignored) into a grid; never raises."""
         try:
@@ -168,6 +182,9 @@ class PaperFormat(TextFormat):
                 return Parsed(None, cells)
             rows.append(cells)
         return _check_rows(rows)
+
+    def _close(self, complete_rows: str) -> str:
+        return complete_rows + "]"
 
     def render(self, demonstrations, test_input, test_output=None, tokenizer=None) -> list[Segment]:
         outputs: list[Segment] = []

@@ -2,7 +2,9 @@
 
 Prompts are token-id lists (from `ttt.data.tokenize.SegmentTokenizer`), sorted by length into
 left-padded batches. Decoding stops at the format's end marker or EOS, after at most
-`max_new_tokens` (default: the tokens of the largest possible 30x30 answer). With
+`max_new_tokens` (default: the tokens of the largest possible 30x30 answer), or as soon as its
+complete rows can no longer parse (ragged, over 30x30): such an answer is a lost vote however it
+goes on, so stopping it early changes no result and saves most of a runaway decode. With
 `restrict_alphabet`, every token whose text is not made of the format's characters is suppressed
 (transformers' `suppress_tokens`). Each answer keeps its log-probability under the unrestricted model.
 """
@@ -15,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ttt.arc.formats import TextFormat
 
@@ -46,6 +49,17 @@ def _suppressed(tokenizer: Any, alphabet: str, stop_ids: tuple[int, ...], vocab_
         if text and all(ch in alphabet for ch in text):
             keep.add(token_id)
     return tuple(i for i in range(vocab_size) if i not in keep)
+
+
+class HopelessAnswers(StoppingCriteria):
+    """Ends each sequence whose answer so far can no longer parse (`TextFormat.hopeless`)."""
+
+    def __init__(self, tokenizer: Any, text_format: TextFormat, prompt_width: int):
+        self.tokenizer, self.format, self.prompt_width = tokenizer, text_format, prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs) -> torch.BoolTensor:
+        answers = self.tokenizer.batch_decode(input_ids[:, self.prompt_width :], skip_special_tokens=True)
+        return torch.tensor([self.format.hopeless(a) for a in answers], device=input_ids.device)
 
 
 def _batches(order: list[int], size: int):
@@ -106,6 +120,7 @@ class Generator:
                 tokenizer=self.tokenizer if self.stop_strings else None,
                 pad_token_id=self.tokenizer.pad_token_id,
                 suppress_tokens=self.suppress,
+                stopping_criteria=StoppingCriteriaList([HopelessAnswers(self.tokenizer, self.format, ids.shape[1])]),
                 output_logits=True,
                 return_dict_in_generate=True,
                 temperature=None, top_p=None, top_k=None,

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -5,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_train_py_without_ttt_loads_the_model_and_says_what_is_missing(tmp_path):
+def test_train_py_without_ttt_predicts_with_the_base_model_and_writes_the_outputs(tmp_path):
     result = subprocess.run(
         [sys.executable, "train.py", "data.task_ids=[00576224]", "ttt.enabled=false", f"hydra.run.dir={tmp_path}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -14,6 +15,13 @@ def test_train_py_without_ttt_loads_the_model_and_says_what_is_missing(tmp_path)
     assert f"1 tasks selected (0 skipped as invalid); output: {tmp_path}" in result.stdout
     assert "ttt.enabled=false: no adaptation" in result.stdout
     assert (tmp_path / ".hydra" / "config.yaml").is_file()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["num_tasks"] == 1 and metrics["num_scored"] == 1 and 0 <= metrics["score"] <= 1
+    prediction = json.loads((tmp_path / "00576224" / "predictions.json").read_text())
+    assert prediction["note"] == "base model: no adapter" and prediction["num_views"] > 0
+    submission = json.loads((tmp_path / "submission.json").read_text())
+    assert list(submission) == ["00576224"] and set(submission["00576224"][0]) == {"attempt_1", "attempt_2"}
+    assert f"outputs: {tmp_path}/submission.json" in result.stdout
 
 
 def test_train_py_names_a_missing_task_id(tmp_path):

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def load_tasks(data: DictConfig) -> LoadResult:
-    """The tasks named by the `data` config, filtered by `task_ids` and cut to `limit`."""
+    """The tasks named by the `data` config: exactly `task_ids` if given, else the first `limit`."""
     if data.challenges:
         result = load_kaggle(data.challenges, data.solutions)
     elif data.task_dir:
@@ -35,7 +35,7 @@ def load_tasks(data: DictConfig) -> LoadResult:
         if missing:
             raise KeyError(f"data.task_ids: no task {missing[0]!r} in the selected data")
         result.tasks = [by_id[t] for t in wanted]
-    if data.limit is not None:
+    elif data.limit is not None:
         result.tasks = result.tasks[: data.limit]
     return result
 

@@ -1,0 +1,77 @@
+"""Gather runs' `metrics.json` into one table (markdown and CSV), one row per run.
+
+Each run is labelled by its Hydra overrides (`.hydra/overrides.yaml`), so a sweep's table reads
+like the paper's ablation figure:
+
+    python -m ttt.gather multirun/2026-11-24/10-00-00 --out ablations   # ablations.md, ablations.csv
+    python -m ttt.gather outputs/run_a outputs/run_b                      # prints markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+
+COLUMNS = ["score", "vote_score", "all_solved", "oracle", "view_accuracy", "tasks_solved",
+           "num_scored", "num_tasks", "ttt_failed", "ttt_seconds", "inference_seconds"]  # fmt: skip
+
+
+def run_label(run_dir: Path) -> str:
+    """The run's command-line overrides, or its folder name."""
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    if overrides.is_file():
+        items = [line[2:].strip() for line in overrides.read_text().splitlines() if line.startswith("- ")]
+        items = [i for i in items if not i.startswith(("hydra.", "data.task_ids"))]
+        if items:
+            return " ".join(items)
+    return run_dir.name
+
+
+def gather(roots: list[Path]) -> list[dict]:
+    """One row per metrics.json found under `roots` (recursively), in path order."""
+    rows = []
+    for root in roots:
+        for path in sorted(root.rglob("metrics.json")):
+            metrics = json.loads(path.read_text())
+            rows.append({"run": run_label(path.parent), "dir": str(path.parent), **{c: metrics.get(c) for c in COLUMNS}})
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> str:
+    def cell(value):
+        return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+    lines = ["| run | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    lines += ["| " + " | ".join([r["run"]] + [cell(r[c]) for c in COLUMNS]) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["run", *COLUMNS, "dir"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Tabulate runs' metrics.json (markdown + CSV).")
+    parser.add_argument("roots", nargs="+", type=Path, help="run or sweep directories")
+    parser.add_argument("--out", type=Path, help="write OUT.md and OUT.csv instead of printing")
+    args = parser.parse_args()
+    rows = gather(args.roots)
+    if not rows:
+        raise SystemExit(f"no metrics.json under {', '.join(map(str, args.roots))}")
+    if args.out:
+        args.out.with_suffix(".md").write_text(to_markdown(rows))
+        args.out.with_suffix(".csv").write_text(to_csv(rows))
+        print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.csv')} ({len(rows)} runs)")
+    else:
+        print(to_markdown(rows), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -107,7 +107,7 @@ def fit_adapter(
         devices=1,
         precision=cfg.trainer.precision,
         gradient_clip_val=cfg.ttt.gradient_clip,
-        logger=CSVLogger(out_dir / name, name="logs", version=0),
+        logger=CSVLogger(out_dir / name, name="logs", version=0) if cfg.logger.name == "csv" else False,
         callbacks=list(callbacks),
         log_every_n_steps=1,
         enable_checkpointing=False,

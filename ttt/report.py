@@ -51,8 +51,22 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
             "all_solved": None if not prediction or prediction["score"] is None else prediction["score"] == 1.0,
             "attempts": submission[task.id],
         })  # fmt: skip
+    return write_outputs(out_dir, submission, rows)
+
+
+def write_outputs(out_dir: Path, submission: dict, rows: list[dict]) -> dict:
+    """Write submission.json, results.json and metrics.json; return the metrics."""
+    metrics = metrics_from_rows(rows)
+    write_json_atomic(out_dir / "submission.json", submission)
+    write_json_atomic(out_dir / "results.json", rows)
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def metrics_from_rows(rows: Sequence[dict]) -> dict:
+    """The run's summary from its per-task rows (also used to merge shards)."""
     scored = [r for r in rows if r["score"] is not None]
-    metrics = {
+    return {
         "num_tasks": len(rows),
         "num_scored": len(scored),
         "score": _mean([r["score"] for r in scored]),  # mean official pass@2 score over scored tasks
@@ -66,11 +80,24 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
         "ttt_seconds": round(sum(r["ttt_seconds"] or 0 for r in rows), 1),
         "inference_seconds": round(sum(r["seconds"] or 0 for r in rows), 1),
     }
-    write_json_atomic(out_dir / "submission.json", submission)
-    write_json_atomic(out_dir / "results.json", rows)
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    return metrics
 
+
+def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> dict:
+    """Combine shard jobs' outputs into one submission.json, results.json and metrics.json."""
+    out_dir = Path(out_dir)
+    rows, submission = [], {}
+    for shard_dir in map(Path, shard_dirs):
+        for name in ("results.json", "submission.json"):
+            if not (shard_dir / name).is_file():
+                raise FileNotFoundError(f"{shard_dir / name} is missing: did that shard finish?")
+        rows += json.loads((shard_dir / "results.json").read_text())
+        submission.update(json.loads((shard_dir / "submission.json").read_text()))
+    ids = [r["task_id"] for r in rows]
+    duplicated = sorted({t for t in ids if ids.count(t) > 1})
+    if duplicated:
+        raise ValueError(f"task {duplicated[0]} appears in more than one shard")
+    rows.sort(key=lambda r: r["task_id"])
+    return write_outputs(out_dir, dict(sorted(submission.items())), rows)
 
 def table(out_dir: str | Path) -> str:
     """A readable summary of `results.json` and `metrics.json`."""
@@ -93,3 +120,21 @@ def table(out_dir: str | Path) -> str:
         f"oracle {fmt(metrics['oracle'], '.3f')}; voting alone {fmt(metrics['vote_score'], '.3f')})"
     )
     return "\n".join(lines)
+
+
+def main() -> None:
+    """`python -m ttt.report merge SHARD_DIR... --out DIR`: merge sharded jobs' outputs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Merge sharded runs into one submission and metrics.")
+    parser.add_argument("command", choices=["merge"])
+    parser.add_argument("shard_dirs", nargs="+", type=Path, help="each shard job's output directory")
+    parser.add_argument("--out", required=True, type=Path, help="where to write the merged outputs")
+    args = parser.parse_args()
+    merge(args.shard_dirs, args.out)
+    print(table(args.out))
+    print(f"merged {len(args.shard_dirs)} shards into {args.out}/submission.json and metrics.json")
+
+
+if __name__ == "__main__":
+    main()

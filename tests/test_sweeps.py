@@ -1,0 +1,72 @@
+"""Real Hydra multiruns of train.py on a tiny random Llama saved to a local directory."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_adapt import tiny_llama
+from wandb_files import history_and_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = '["66e6c45b","00576224","be03b35f"]'
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tokenizer):
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tiny_llama(len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def train(*overrides, cwd=ROOT):
+    result = subprocess.run(
+        [sys.executable, "train.py", *overrides], cwd=cwd, capture_output=True, text=True, timeout=900,
+        env={**__import__("os").environ, "WANDB_SILENT": "true"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def tiny(model_dir):
+    return [
+        f"model.name_or_path={model_dir}", "model.format=compact", "ttt.max_examples=2", "ttt.epochs=1",
+        "ttt.lora.rank=4", "data.max_seq_len=512", "inference.max_new_tokens=30",
+        "inference.transforms=[identity,rot90]", "trainer.progress_bar=false", f"data.task_ids={TASKS}",
+    ]  # fmt: skip
+
+
+def test_a_two_job_multirun_logs_two_separate_offline_wandb_runs(tiny_model_dir, tmp_path):
+    train("-m", "seed=0,1", "logger=wandb", "logger.mode=offline", f"hydra.sweep.dir={tmp_path}", *tiny(tiny_model_dir))
+    runs = [sorted((tmp_path / job / "wandb").glob("offline-run-*/run-*.wandb")) for job in ("0", "1")]
+    assert [len(r) for r in runs] == [1, 1] and runs[0][0].name != runs[1][0].name
+    for (run_file,), job in zip(runs, ("0", "1")):
+        history, summary = history_and_summary(run_file)
+        assert any("ttt/66e6c45b/loss" in row for row in history)  # a per-task loss curve
+        assert summary["num_tasks"] == 3 and "score" in summary
+        assert summary["results/_type"] == "table-file" and summary["results/nrows"] == 3
+        assert list(run_file.parent.glob("files/media/table/results_*.table.json"))
+        metrics = json.loads((tmp_path / job / "metrics.json").read_text())
+        assert metrics["score"] == summary["score"]
+
+
+def test_two_shards_merge_into_the_single_job_submission(tiny_model_dir, tmp_path):
+    train("-m", "data.shard=0,1", "data.num_shards=2", f"hydra.sweep.dir={tmp_path / 'shards'}", *tiny(tiny_model_dir))
+    train(f"hydra.run.dir={tmp_path / 'single'}", *tiny(tiny_model_dir))
+    shards = [json.loads((tmp_path / "shards" / j / "submission.json").read_text()) for j in ("0", "1")]
+    assert sorted(map(len, shards)) == [1, 2]  # 3 tasks dealt over 2 jobs
+    merged = subprocess.run(
+        [sys.executable, "-m", "ttt.report", "merge", tmp_path / "shards" / "0", tmp_path / "shards" / "1",
+         "--out", tmp_path / "merged"], cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    single = (tmp_path / "single" / "submission.json").read_text()
+    assert (tmp_path / "merged" / "submission.json").read_text() == single
+    single_metrics = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    merged_metrics = json.loads((tmp_path / "merged" / "metrics.json").read_text())
+    assert {k: merged_metrics[k] for k in ("num_tasks", "score", "oracle")} == {
+        k: single_metrics[k] for k in ("num_tasks", "score", "oracle")
+    }

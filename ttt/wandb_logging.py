@@ -1,0 +1,111 @@
+"""Weights & Biases for a run: config, per-task loss curves, a per-task results table with grid
+pictures, and summary metrics. Offline unless an API key is set, so runs always leave real files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from omegaconf import DictConfig, OmegaConf
+
+from ttt.arc.task import Task
+
+# ARC's ten colours, as the official viewer draws them.
+PALETTE = ["#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
+           "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25"]  # fmt: skip
+
+
+def grid_html(grid: Sequence[Sequence[int]] | None, cell: int = 8) -> str:
+    """A grid as a small HTML picture (no image library needed)."""
+    if not grid:
+        return "<i>none</i>"
+    rows = "".join(
+        "<tr>" + "".join(f'<td style="background:{PALETTE[c]};width:{cell}px;height:{cell}px"></td>' for c in row) + "</tr>"
+        for row in grid
+    )
+    return f'<table style="border-collapse:collapse;border:1px solid #555">{rows}</table>'
+
+
+def run_group(cfg: DictConfig) -> str:
+    """The W&B group: the configured one, the sweep folder for -m jobs, else the experiment."""
+    if cfg.logger.get("group"):
+        return cfg.logger.group
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.get()
+    if hydra.mode is not None and hydra.mode.name == "MULTIRUN":
+        return Path(hydra.sweep.dir).name
+    return hydra.runtime.choices.get("experiment") or "default"
+
+
+class WandbRun:
+    """One W&B run for one Hydra job; `finish()` must be called (the run calls it in `finally`)."""
+
+    def __init__(self, cfg: DictConfig, out_dir: Path):
+        import wandb
+
+        self.wandb = wandb
+        mode = cfg.logger.mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+        self.run = wandb.init(
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            group=run_group(cfg),
+            job_type=cfg.logger.job_type,
+            name=out_dir.name,
+            dir=str(out_dir),
+            mode=mode,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            reinit="create_new",
+        )
+        self.log_grids = cfg.logger.log_grids
+
+    def callback(self) -> pl.Callback:
+        """Logs each task's training loss against that task's own step."""
+        return _TaskCurves(self.run)
+
+    def log_results(self, rows: Sequence[dict], tasks: Sequence[Task], out_dir: Path, metrics: dict) -> None:
+        """The per-task results table and the summary metrics."""
+        truths = {t.id: t for t in tasks}
+        columns = ["task_id", "score", "oracle", "ttt_status", "ttt_seconds", "inference_seconds", "ttt_final_loss"]
+        if self.log_grids:
+            columns += ["test_input", "attempt_1", "attempt_2", "truth"]
+        table = self.wandb.Table(columns=columns)
+        for row in rows:
+            values = [row["task_id"], row["score"], row["oracle"], row["ttt_status"], row["ttt_seconds"],
+                      row["seconds"], row["ttt_final_loss"]]  # fmt: skip
+            if self.log_grids:
+                test = truths[row["task_id"]].test[0]
+                first = row["attempts"][0]
+                values += [self.wandb.Html(grid_html(g)) for g in (test.input, first["attempt_1"], first["attempt_2"], test.output)]
+            table.add_data(*values)
+        self.run.log({"results": table})
+        self.run.summary.update({k: v for k, v in metrics.items() if v is not None})
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)
+
+
+class _TaskCurves(pl.Callback):
+    def __init__(self, run: Any):
+        self.run = run
+        self.global_step = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        tasks = trainer.datamodule.tasks
+        task = tasks[0].id if len(tasks) == 1 else "shared"
+        key = f"ttt/{task}"
+        if trainer.global_step == 1:
+            self.run.define_metric(f"{key}/loss", step_metric=f"{key}/step")
+        metrics = trainer.callback_metrics  # this step's loss and lr (tokens/s: the previous step's)
+        self.global_step += 1
+        logged = {f"{key}/step": trainer.global_step, "ttt/global_step": self.global_step}
+        if "train/loss" in metrics:
+            logged[f"{key}/loss"] = logged["ttt/loss"] = float(metrics["train/loss"])
+        for name in ("lr", "tokens_per_s"):
+            if f"train/{name}" in metrics:
+                logged[f"ttt/{name}"] = float(metrics[f"train/{name}"])
+        self.run.log(logged)

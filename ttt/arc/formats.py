@@ -78,14 +78,22 @@ class TextFormat(ABC):
         return self.grid_text(grid) + self.end_marker
 
     def hopeless(self, partial: str) -> bool:
-        """Whether an unfinished answer can no longer parse (ragged, too large, bad characters).
+        """Whether an unfinished answer can no longer parse: its complete rows are ragged, too
+        large or hold bad characters, or the row being written is already too wide.
 
-        Judged on its complete rows only, so an answer that would parse is never called hopeless.
+        An answer that would parse is never called hopeless.
         """
-        if self.end_marker in partial or "\n" not in partial:
+        if self.end_marker in partial:
             return False
-        complete = partial[: partial.rindex("\n")].strip()
-        return bool(complete) and not self.parse(self._close(complete)).ok
+        last_row = partial[partial.rfind("\n") + 1 :]
+        width = MAX_SIDE
+        complete = partial[: partial.rfind("\n")].strip() if "\n" in partial else ""
+        if complete:
+            parsed = self.parse(self._close(complete))
+            if not parsed.ok:
+                return True
+            width = len(parsed.grid[0])
+        return sum(ch.isdigit() for ch in last_row) > width
 
     def _close(self, complete_rows: str) -> str:
         """Complete rows of an unfinished answer as a parseable grid text (see `hopeless`)."""

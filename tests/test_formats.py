@@ -114,6 +114,7 @@ def test_no_prefix_of_a_valid_answer_is_hopeless(name, grid, cut):
         ("compact", "12\n345"),  # the row being written is already wider than the first
         ("compact", "0" * 31),  # no newline, already over 30 cells
         ("paper", "[[1 2]\n [3 4 5"),
+        ("compact", "\n" * 61),  # only newlines
     ],
 )
 def test_hopeless_answers(name, partial):

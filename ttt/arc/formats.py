@@ -81,10 +81,13 @@ class TextFormat(ABC):
         """Whether an unfinished answer can no longer parse: its complete rows are ragged, too
         large or hold bad characters, or the row being written is already too wide.
 
-        An answer that would parse is never called hopeless.
+        An answer that would parse is never called hopeless (short of one padded with more than
+        30 blank lines, which a model writing only newlines produces and no grid needs).
         """
         if self.end_marker in partial:
             return False
+        if partial.count("\n") > 2 * MAX_SIDE:
+            return True
         last_row = partial[partial.rfind("\n") + 1 :]
         width = MAX_SIDE
         complete = partial[: partial.rfind("\n")].strip() if "\n" in partial else ""

@@ -1,8 +1,10 @@
 """Batched vs one-view-at-a-time greedy generation on the embedded model, and seconds of augmented
 inference per small task.
 
-The prompts are every inference view (7 transforms x 2 demonstration orders) of the median tasks
-of `small_tasks.txt`; both ways decode the same prompts with the same settings; phases alternate.
+The prompts are every inference view (7 transforms x 2 demonstration orders) of the first median
+task of `small_tasks.txt`; both ways decode the same prompts with the same settings, one phase
+each (two alternating ones with REPEATS=2 in the environment). Then the whole augmented inference
+(vote) is timed on both median tasks.
 
     python experiments/bench_generation.py   # writes experiments/results/generation.json
 """
@@ -10,6 +12,7 @@ of `small_tasks.txt`; both ways decode the same prompts with the same settings; 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -35,12 +38,12 @@ def main() -> None:
     tasks = [by_id[t] for t in TASKS]
     prompts = [
         fit_prompt(task, view, task.test[0].input, text_format, encoder, 8192).prompt
-        for task in tasks
+        for task in tasks[:1]
         for view in make_views(task, 0)
     ]
     times: dict[str, list[float]] = {"batched_8": [], "one_at_a_time": []}
     tokens = {}
-    for _ in range(2):
+    for _ in range(int(os.environ.get("REPEATS", "1"))):
         for name, batch_size in (("batched_8", 8), ("one_at_a_time", 1)):
             generator = Generator(model, tokenizer, text_format, batch_size=batch_size)
             started = time.perf_counter()

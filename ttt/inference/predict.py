@@ -69,13 +69,13 @@ def fit_prompt(
         view = view.without_last_demonstration()
 
 
-def _diverse(views: Sequence[View], count: int) -> list[View]:
-    """Up to `count` views, taking one per transform group before any second one."""
-    by_round: dict[int, list[View]] = {}
+def _diverse(prompted: Sequence[PromptedView], count: int) -> list[PromptedView]:
+    """Up to `count` prompted views, taking one per transform group before any second one."""
+    by_round: dict[int, list[PromptedView]] = {}
     seen: dict[str, int] = {}
-    for view in views:
-        n = seen[view.group] = seen.get(view.group, -1) + 1
-        by_round.setdefault(n, []).append(view)
+    for item in prompted:
+        n = seen[item.view.group] = seen.get(item.view.group, -1) + 1
+        by_round.setdefault(n, []).append(item)
     return [v for n in sorted(by_round) for v in by_round[n]][:count]
 
 
@@ -115,8 +115,7 @@ def predict_task(
         poe_scores: dict[Grid, float] = {}
         if settings.selection == "poe" and ranked and score is not None:
             poe_scores = _product_of_experts(
-                task, ranked[: settings.poe_candidates], [p.view for p, _ in mine], test.input,
-                text_format, encoder, settings, score,
+                ranked[: settings.poe_candidates], [p for p, _ in mine], text_format, encoder, settings, score,
             )  # fmt: skip
             best = sorted(ranked[: settings.poe_candidates], key=lambda c: -poe_scores[c.grid])
             chosen = attempts(best, test.input)
@@ -139,14 +138,12 @@ def predict_task(
 
 
 def _product_of_experts(
-    task, candidates: Sequence[Candidate], views: Sequence[View], test_input, text_format, encoder, settings, score
+    candidates: Sequence[Candidate], prompted: Sequence[PromptedView], text_format, encoder, settings, score
 ) -> dict[Grid, float]:
-    """Each candidate's summed log-probability over `poe_views` diverse views (teacher-forced)."""
+    """Each candidate's summed log-probability over `poe_views` diverse views (teacher-forced),
+    reusing the prompts the views were answered with."""
     pairs, owners = [], []
-    for view in _diverse(views, settings.poe_views):
-        fitted = fit_prompt(task, view, test_input, text_format, encoder, settings.max_seq_len)
-        if fitted is None:
-            continue
+    for fitted in _diverse(prompted, settings.poe_views):
         for candidate in candidates:
             answer_ids = encoder.ids(text_format.output_text(fitted.view.transform(candidate.grid)))
             pairs.append((fitted.prompt, answer_ids))

@@ -24,3 +24,14 @@ def tokenizer():
     from ttt.model.loading import load_tokenizer
 
     return load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer):
+    """A tiny random Llama and the real tokenizer saved as a local model directory."""
+    from test_adapt import tiny_llama
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tiny_llama(len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

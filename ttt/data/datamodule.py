@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ttt.arc.formats import TextFormat, get_format
@@ -54,6 +55,8 @@ def collate(batch: Sequence[Encoded], pad_token_id: int) -> dict[str, torch.Tens
 class TTTDataModule(LightningDataModule):
     """TTT batches for one task (`tasks=[task]`) or pooled over several (shared adapter)."""
 
+    warn_when_a_task_has_no_sample = True
+
     def __init__(
         self,
         tasks: Sequence[Task],
@@ -79,7 +82,7 @@ class TTTDataModule(LightningDataModule):
         if self.examples:  # Lightning calls setup once per fit; the data does not change
             return
         segment_tokenizer = SegmentTokenizer(self.tokenizer)
-        for task in self.tasks:
+        for task in tqdm(self.tasks, desc="building samples", unit="task", disable=len(self.tasks) < 20):
             encoded: dict[SyntheticTask, Encoded] = {}
             too_long = 0
 
@@ -89,7 +92,7 @@ class TTTDataModule(LightningDataModule):
                 too_long += len(encoded[sample]) > self.max_seq_len
                 return len(encoded[sample]) <= self.max_seq_len
 
-            samples = build_ttt_tasks(task, self.data, keep=fits)
+            samples = self.samples(task, keep=fits)
             examples = [encoded[s] for s in samples]
             self.examples += examples
             self.stats.append(
@@ -101,8 +104,12 @@ class TTTDataModule(LightningDataModule):
                     sum(label != IGNORE_INDEX for e in examples for label in e.labels),
                 )
             )
-            if not examples:
+            if not examples and self.warn_when_a_task_has_no_sample:
                 log.warning("task %s: no TTT example fits max_seq_len=%d", task.id, self.max_seq_len)
+
+    def samples(self, task: Task, keep: Callable[[SyntheticTask], bool]) -> list[SyntheticTask]:
+        """The training samples of one task; `keep` rejects (and counts) those over max_seq_len."""
+        return build_ttt_tasks(task, self.data, keep=keep)
 
     def _sampler(self) -> LengthGroupedSampler:
         generator = torch.Generator().manual_seed(self.data.seed)

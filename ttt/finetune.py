@@ -112,10 +112,10 @@ def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
     tasks, excluded, forbidden = training_tasks(ft)
     print(f"fine-tuning on {len(tasks)} training tasks ({len(excluded)} left out: evaluation id or grid)")
 
-    tokenizer, model = load_model(
-        cfg.model.name_or_path, cfg.model.dtype, cfg.model.device, cfg.model.attn_implementation,
-        cfg.model.quantization,
-    )  # fmt: skip
+    if cfg.model.quantization:
+        raise ValueError(f"model.quantization={cfg.model.quantization}: the fine-tuning stage trains unquantized weights")
+    # Loaded on the CPU: Lightning moves it to each process's own device (every rank loads it once).
+    tokenizer, model = load_model(cfg.model.name_or_path, cfg.model.dtype, "cpu", cfg.model.attn_implementation)
     if ft.method == "lora":
         lora = ft.lora
         model = add_lora(model, LoraSettings(lora.rank, lora.alpha, lora.dropout, tuple(lora.target_modules)), cfg.seed)

@@ -81,3 +81,23 @@ def test_the_default_run_is_the_embedded_model_on_five_small_tasks():
 def test_data_and_logger_groups_compose(data, logger):
     cfg = compose_with(f"data={data}", f"logger={logger}", "model=1b")
     assert cfg.data.num_shards == 1 and cfg.logger.name == logger
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp", "fsdp"])
+def test_the_finetuning_stage_composes_with_every_model_and_trainer(model, trainer):
+    cfg = compose_with("stage=finetune", f"model={model}", f"trainer={trainer}")
+    ft = cfg.finetune
+    assert cfg.stage == "finetune" and cfg.trainer.strategy == {"ddp": "ddp", "fsdp": "fsdp"}.get(trainer, "auto")
+    assert ft.method == "full" and ft.lr == 2e-5 and ft.loss == "demonstrations"  # paper: full FT, ~2e-5
+    assert ft.max_seq_len == cfg.data.max_seq_len and len(ft.augmenters) == 23
+    assert list(ft.exclude_sets) == ["arc-agi-1/evaluation", "arc-agi-2/evaluation"]
+    if model == "135m":  # CPU budget
+        assert (ft.max_steps, ft.effective_batch_size) == (300, 2)
+    else:  # paper: effective batch 32, 2-4 epochs
+        assert (ft.max_steps, ft.effective_batch_size, ft.epochs) == (-1, 32, 2)
+
+
+def test_wandb_job_type_is_the_stage():
+    assert compose_with("stage=finetune", "logger=wandb").logger.job_type == "finetune"
+    assert compose_with("logger=wandb").logger.job_type == "ttt"

@@ -161,7 +161,7 @@ class Killed(BaseException):
 def test_a_killed_run_resumes_mid_epoch_from_its_checkpoint_to_the_same_weights(tiny_model_dir, tmp_path, monkeypatch):
     # 8 samples fit: 4 batches per epoch; checkpoints at steps 3 and 6, so the resume is mid-epoch
     # and must skip the 3 batches already trained (replaying them gives other weights).
-    overrides = {"finetune.checkpoint_every_n_steps": 3}
+    overrides = {"finetune.checkpoint_every_n_steps": 3, "logger": "csv"}
     finetune.run_finetune(ft_config(tiny_model_dir, tmp_path / "straight", **overrides))
     straight = _weights(load_model(str(tmp_path / "straight" / "model"))[1])
 
@@ -182,12 +182,15 @@ def test_a_killed_run_resumes_mid_epoch_from_its_checkpoint_to_the_same_weights(
     record = finetune.run_finetune(cfg)
 
     assert record["resumed_from"].endswith("last.ckpt") and record["global_step"] == 6
+    logs = tmp_path / "resumed" / "logs"  # each segment keeps its own loss curve
+    assert [len((logs / v / "metrics.csv").read_text().splitlines()) for v in ("version_0", "version_1")] == [5, 4]  # header + 4 steps, header + steps 4-6
     resumed = _weights(load_model(str(tmp_path / "resumed" / "model"))[1])
     assert all(torch.allclose(straight[n], resumed[n], atol=1e-6) for n in straight)
 
 
 def test_lora_checkpoints_hold_only_the_adapter(tiny_model_dir, tmp_path):
     finetune.run_finetune(ft_config(tiny_model_dir, tmp_path, **{"finetune.method": "lora", "finetune.max_steps": 2}))
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.ckpt"]  # one rolling checkpoint
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert state and all("lora_" in k for k in state)
 
@@ -210,3 +213,23 @@ def test_unknown_training_set_names_the_field():
     cfg = ft_config("unused", "unused", **{"finetune.train_sets": "[arc-agi-1]"})
     with pytest.raises(ValueError, match="finetune.train_sets: 'arc-agi-1' must be <dataset>/<split>"):
         finetune.training_tasks(cfg.finetune)
+
+
+def test_wandb_offline_run_has_the_finetuning_loss_curve(tiny_model_dir, tmp_path, monkeypatch):
+    from wandb_files import history_and_summary
+
+    from ttt.wandb_logging import WandbRun
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = ft_config(tiny_model_dir, tmp_path, **{"logger": "wandb", "logger.mode": "offline", "logger.group": "ft-test",
+                                                 "finetune.max_steps": 3})  # fmt: skip
+    wandb_run = WandbRun(cfg, tmp_path)
+    try:
+        finetune.run_finetune(cfg, wandb_run)
+    finally:
+        wandb_run.finish()
+    (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    history, _ = history_and_summary(run_file)
+    losses = [row["train/loss"] for row in history if "train/loss" in row]
+    assert len(losses) == 3 and all(loss > 0 for loss in losses)
+    assert any("train/tokens_per_s" in row for row in history)

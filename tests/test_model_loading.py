@@ -52,3 +52,19 @@ def test_a_tokenizer_without_pad_token_gets_eos(tokenizer, tmp_path):
 def test_unknown_dtype_is_rejected():
     with pytest.raises(ValueError, match="model.dtype='int3'"):
         loading.load_model("embedded", dtype="int3")
+
+
+@pytest.mark.slow
+def test_the_embedded_model_saves_as_a_plain_hf_model_and_reloads_identically(tmp_path):
+    """The fine-tuning stage exports the (de-quantized) GGUF model with save_pretrained."""
+    import torch
+
+    from ttt.model.loading import load_model
+
+    tokenizer, model = load_model("embedded", "fp32", "cpu")
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    _, reloaded = load_model(str(tmp_path), "fp32", "cpu")
+    ids = torch.tensor([tokenizer("0 1 2\n3 4 5")["input_ids"]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reloaded(ids).logits)

@@ -100,9 +100,8 @@ def build_strategy(name: str, model: Any) -> Any:
     layers = {type(m) for m in model.modules() if type(m).__name__ in set(model._no_split_modules or ())}
     if not layers:
         raise ValueError(f"trainer.strategy=fsdp: {type(model).__name__} names no decoder layer class to shard")
-    return FSDPStrategy(
-        auto_wrap_policy=layers, activation_checkpointing_policy=layers, state_dict_type="full", sharding_strategy="FULL_SHARD"
-    )
+    # Activation checkpointing stays with the model (finetune.gradient_checkpointing), as in TTT.
+    return FSDPStrategy(auto_wrap_policy=layers, state_dict_type="full", sharding_strategy="FULL_SHARD")
 
 
 def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
@@ -136,7 +135,7 @@ def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
     module = TTTModule(model, ft.lr, ft.weight_decay, ft.warmup_fraction, ft.gradient_checkpointing)
     loggers: list[Any] = []
     if cfg.logger.name == "csv":
-        loggers.append(CSVLogger(out_dir, name="logs", version=0))
+        loggers.append(CSVLogger(out_dir, name="logs"))  # a resumed run writes version_1, ... (keeps the old curve)
     if wandb_run is not None:
         loggers.append(WandbLogger(experiment=wandb_run.run))
     checkpoints = out_dir / CHECKPOINT_DIR
@@ -152,7 +151,8 @@ def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
         gradient_clip_val=ft.gradient_clip,
         use_distributed_sampler=False,  # the DataModule deals batches to ranks itself (resumable)
         logger=loggers or False,
-        callbacks=[ModelCheckpoint(checkpoints, every_n_train_steps=ft.checkpoint_every_n_steps, save_last=True)],
+        # one rolling checkpoint (last.ckpt): weights + optimizer state are large (8B: ~100 GB)
+        callbacks=[ModelCheckpoint(checkpoints, every_n_train_steps=ft.checkpoint_every_n_steps, save_top_k=0, save_last=True)],
         log_every_n_steps=1,
         enable_model_summary=False,
         enable_progress_bar=cfg.trainer.progress_bar,
@@ -182,7 +182,7 @@ def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
         "data_seconds": round(data_seconds, 2),
         "fit_seconds": round(fit_seconds, 2),
         "tokens_trained": module.tokens_seen,
-        "tokens_per_s": round(module.tokens_seen / fit_seconds, 1) if fit_seconds else None,
+        "tokens_per_s": round(module.tokens_seen / fit_seconds, 1) if module.tokens_seen else None,
         "first_loss": _mean(losses[:window]),  # mean batch loss over the first tenth of the batches
         "last_loss": _mean(losses[-window:]),  # ... and over the last tenth
     }

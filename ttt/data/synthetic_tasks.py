@@ -4,8 +4,9 @@ Leave-one-out: each demonstration in turn is the target, the others its context 
 Leave-two-out tops up tasks with few of them (K(K-1) tasks, K-2 demonstrations each). Every task
 is augmented by each configured augmenter (dropping any with a grid over 30x30), joined with the
 un-augmented ones, given one extra copy with permuted colours and shuffled demonstrations, then
-deduplicated and capped. All randomness comes from one generator seeded by (seed, task id), so a
-task's data never depends on which other tasks run.
+deduplicated and capped (uniformly, or keeping the `priority` augmenters' samples first). All
+randomness comes from one generator seeded by (seed, task id), so a task's data never depends on
+which other tasks run.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class TTTDataConfig:
     permute_colours: bool = True  # one extra copy per task: random colours (0 fixed), shuffled demos
     top_up: bool = True  # fill up to max_examples with leave-two-out tasks
     seed: int = 0
+    # Augmenter names ("none" = un-augmented) whose samples the cap keeps before any other, so
+    # size-changing augmenters cannot crowd out the views inference uses; () = a uniform draw (paper).
+    priority: tuple[str, ...] = ()
 
 
 def leave_one_out(demonstrations: Sequence[Example]) -> list[SyntheticTask]:
@@ -113,6 +117,8 @@ def build_ttt_tasks(
     samples = pipeline(direct(demos) if config.mode == "direct" else leave_one_out(demos))
     if len(samples) > config.max_examples:
         rng.shuffle(samples)
+        if config.priority:  # stable: a random draw within the preferred samples, then the rest
+            samples.sort(key=lambda t: t.augmenter.removesuffix("+colours") not in config.priority)
         return samples[: config.max_examples]
     if config.top_up and config.mode == "in_context" and len(demos) > 2:
         seen = set(samples)

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from ttt.arc.formats import TextFormat
 from ttt.arc.task import Task
 from ttt.data.tokenize import SegmentTokenizer
-from ttt.inference.generation import Generator, answer_logprobs
+from ttt.inference.generation import Generator, answer_logprobs, answer_token_logprobs
+from ttt.inference.heldout import heldout_target, measure
 from ttt.inference.predict import InferenceSettings, predict_task
 from ttt.records import write_json_atomic
 
@@ -55,9 +56,15 @@ class AugmentedInference(pl.Callback):
         def score(pairs):
             return answer_logprobs(model, pairs, self.tokenizer.pad_token_id, self.batch_size)
 
+        def token_logprobs(pairs):
+            return answer_token_logprobs(model, pairs, self.tokenizer.pad_token_id, self.batch_size)
+
         results = []
         for task in tasks:
             result = predict_task(task, answer, self.encoder, self.format, self.settings, score)
+            held_out = measure(heldout_target(task, self.format, self.encoder, self.settings.max_seq_len), token_logprobs)
+            # the predicting model's fit to the held-out answer (see ttt.inference.heldout)
+            result["heldout"] = None if held_out is None else vars(held_out)
             if note:
                 result["note"] = note
             write_json_atomic(self.out_dir / task.id / PREDICTIONS_FILE, result)
@@ -73,6 +80,8 @@ def prediction_line(result: dict) -> str:
     """One line per predicted task."""
     parsed = sum(t["num_parsed"] for t in result["tests"])
     text = f"{result['task_id']}: {result['num_views']} views, {parsed} parsed, {result['seconds']:.1f} s"
+    if result.get("heldout"):
+        text += f", held-out {result['heldout']['target']} NLL {result['heldout']['nll']:.3f}"
     if result["score"] is not None:
         text += f", score {result['score']:.2f}, right answer among candidates {result['oracle']:.2f}"
     return text

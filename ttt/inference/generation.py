@@ -6,7 +6,9 @@ left-padded batches. Decoding stops at the format's end marker or EOS, after at 
 complete rows can no longer parse (ragged, over 30x30): such an answer is a lost vote however it
 goes on, so stopping it early changes no result and saves most of a runaway decode. With
 `restrict_alphabet`, every token whose text is not made of the format's characters is suppressed
-(transformers' `suppress_tokens`). Each answer keeps its log-probability under the unrestricted model.
+(transformers' `suppress_tokens`), and so is every token that would write two cells, two row breaks
+or a run of spaces at once (`\n\n` would silently collapse rows). Each answer keeps its
+log-probability under the unrestricted model.
 """
 
 from __future__ import annotations
@@ -40,13 +42,24 @@ def largest_answer_tokens(tokenizer: Any, text_format: TextFormat) -> int:
     return len(tokenizer(text_format.output_text(grid), add_special_tokens=False)["input_ids"]) + 1
 
 
+def single_step(text: str, alphabet: str) -> bool:
+    """Whether a token's text may be generated: only `alphabet` characters, and at most one cell
+    (digit), one row break and one space, so a token never writes two cells or rows at once."""
+    return (
+        bool(text)
+        and all(ch in alphabet for ch in text)
+        and sum(ch.isdigit() for ch in text) <= 1
+        and text.count("\n") <= 1
+        and text.count(" ") <= 1
+    )
+
+
 @lru_cache(maxsize=8)
 def _suppressed(tokenizer: Any, alphabet: str, stop_ids: tuple[int, ...], vocab_size: int) -> tuple[int, ...]:
-    """Every token id but those made of `alphabet` characters and the stop tokens."""
+    """Every token id but the `single_step` ones of `alphabet` and the stop tokens."""
     keep = set(stop_ids)
     for token_id in range(len(tokenizer)):
-        text = tokenizer.decode([token_id])
-        if text and all(ch in alphabet for ch in text):
+        if single_step(tokenizer.decode([token_id]), alphabet):
             keep.add(token_id)
     return tuple(i for i in range(vocab_size) if i not in keep)
 
@@ -131,6 +144,8 @@ class Generator:
             for row, index in enumerate(batch):
                 tokens = new[row].tolist()
                 length = next((n + 1 for n, t in enumerate(tokens) if t in self.stop_ids), len(tokens))
+                while length and tokens[length - 1] == self.tokenizer.pad_token_id:  # stopped as hopeless,
+                    length -= 1  # then padded while the rest of the batch went on
                 results[index] = Generated(
                     self.tokenizer.decode(tokens[:length], skip_special_tokens=True),
                     float(chosen[row, :length].sum()),
@@ -139,14 +154,21 @@ class Generator:
         return results  # type: ignore[return-value]
 
 
-@torch.inference_mode()
 def answer_logprobs(
     model: Any, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, batch_size: int = 8
 ) -> list[float]:
     """Teacher-forced log p(answer | prompt) for each (prompt ids, answer ids) pair, batched."""
+    return [sum(tokens) for tokens in answer_token_logprobs(model, pairs, pad_id, batch_size)]
+
+
+@torch.inference_mode()
+def answer_token_logprobs(
+    model: Any, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, batch_size: int = 8
+) -> list[list[float]]:
+    """Teacher-forced log p(token | prompt, earlier answer tokens) of every answer token, per pair."""
     model.eval()
     device = next(model.parameters()).device
-    results = [0.0] * len(pairs)
+    results: list[list[float]] = [[] for _ in pairs]
     order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
     for batch in _batches(order, batch_size):
         sequences = [list(pairs[i][0]) + list(pairs[i][1]) for i in batch]
@@ -160,5 +182,5 @@ def answer_logprobs(
         logprobs = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
         for row, index in enumerate(batch):
             start = len(pairs[index][0]) - 1  # logits at position p predict token p + 1
-            results[index] = float(logprobs[row, start : start + len(pairs[index][1])].sum())
+            results[index] = logprobs[row, start : start + len(pairs[index][1])].tolist()
     return results

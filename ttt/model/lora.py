@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,17 +16,27 @@ LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_pr
 
 @dataclass(frozen=True)
 class LoraSettings:
-    """LoRA hyper-parameters (paper: rank 128, alpha 16, dropout 0, attention + MLP)."""
+    """LoRA hyper-parameters (paper: rank 128, alpha 16, dropout 0, attention + MLP).
+
+    The update B A is scaled by alpha / rank (paper: 16 / 128 = 1/8), or by alpha / sqrt(rank)
+    with `rslora` (rank-stabilised LoRA, PEFT's `use_rslora`).
+    """
 
     rank: int = 128
-    alpha: int = 16
+    alpha: float = 16
     dropout: float = 0.0
     target_modules: Sequence[str] = field(default=LLAMA_PROJECTIONS)
+    rslora: bool = False
 
     @classmethod
     def from_config(cls, lora: Any) -> LoraSettings:
         """From a `lora:` config node (`ttt.lora`, `finetune.lora`)."""
-        return cls(lora.rank, lora.alpha, lora.dropout, tuple(lora.target_modules))
+        return cls(lora.rank, lora.alpha, lora.dropout, tuple(lora.target_modules), bool(lora.get("rslora", False)))
+
+    @property
+    def scaling(self) -> float:
+        """The factor on B A."""
+        return self.alpha / (math.sqrt(self.rank) if self.rslora else self.rank)
 
 
 def add_lora(base: torch.nn.Module, settings: LoraSettings, seed: int = 0) -> PeftModel:
@@ -35,6 +46,7 @@ def add_lora(base: torch.nn.Module, settings: LoraSettings, seed: int = 0) -> Pe
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=list(settings.target_modules),
+        use_rslora=settings.rslora,
         task_type="CAUSAL_LM",
     )
     with torch.random.fork_rng():  # leave the caller's random state as it was
@@ -53,3 +65,23 @@ def load_lora_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> N
     params = dict(model.named_parameters())
     for name, value in state.items():
         params[name].copy_(value)
+
+
+@torch.no_grad()
+def relative_update_norm(model: torch.nn.Module) -> float | None:
+    """Mean over LoRA layers of ||scaling * B A|| / ||W||: how far adaptation moved the weights
+    (0 at the reset; None without LoRA layers). The Frobenius norm of B A is computed from the
+    r x r Gram matrices, never forming the full update."""
+    ratios = []
+    for module in model.modules():
+        if not hasattr(module, "lora_A") or not hasattr(module, "base_layer"):
+            continue
+        if not module.base_layer.weight.is_floating_point():  # quantized (QLoRA): no plain norm
+            continue
+        for name, a_layer in module.lora_A.items():
+            a = a_layer.weight.float()
+            b = module.lora_B[name].weight.float()
+            # ||B A||_F^2 = trace(B^T B A A^T)
+            update = torch.sqrt(torch.clamp(((b.T @ b) * (a @ a.T)).sum(), min=0.0))
+            ratios.append(float(module.scaling[name] * update / module.base_layer.weight.float().norm()))
+    return sum(ratios) / len(ratios) if ratios else None

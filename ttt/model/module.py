@@ -27,14 +27,17 @@ class TTTModule(LightningModule):
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.1,
         gradient_checkpointing: bool = False,
+        warmup_from_zero: bool = True,
     ):
         super().__init__()
         self.model = model
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
+        self.warmup_from_zero = warmup_from_zero
         self.gradient_checkpointing = gradient_checkpointing
         self._step_started = 0.0
         self.tokens_seen = 0
         self.losses: list[torch.Tensor] = []  # every batch's loss, detached (no device sync per step)
+        self.epoch_starts: list[int] = []  # index into `losses` where each epoch began
         # frozen base weights (LoRA) are not checkpointed: they come from the base model on resume
         self.strict_loading = all(p.requires_grad for p in model.parameters())
 
@@ -54,6 +57,14 @@ class TTTModule(LightningModule):
         if self.gradient_checkpointing:
             self.model.gradient_checkpointing_disable()
         self.model.config.use_cache = True
+
+    def on_train_epoch_start(self) -> None:
+        self.epoch_starts.append(len(self.losses))
+
+    def last_epoch_loss(self) -> float | None:
+        """Mean training loss over the last epoch's batches (None before any batch)."""
+        last = self.losses[self.epoch_starts[-1] if self.epoch_starts else 0 :]
+        return float(torch.stack(last).mean()) if last else None
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._step_started = time.perf_counter()
@@ -81,5 +92,24 @@ class TTTModule(LightningModule):
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         total = self.trainer.estimated_stepping_batches
-        scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(self.warmup_fraction * total), total)
+        warmup = math.ceil(self.warmup_fraction * total)
+        scheduler = cosine_with_warmup(optimizer, warmup, total, self.warmup_from_zero)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def cosine_with_warmup(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, from_zero: bool = True
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up then cosine decay to 0. `from_zero` (transformers' and the paper's schedule)
+    runs step 0 at learning rate 0; otherwise warm-up step s runs at (s + 1) / (warmup + 1) of the
+    rate, so no step is wasted (with 8 steps and 10% warm-up, 1 in 8 would be)."""
+    if from_zero or warmup_steps == 0:
+        return get_cosine_schedule_with_warmup(optimizer, warmup_steps, total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -93,3 +93,25 @@ def test_callback_predicts_each_task_at_fit_end_and_the_run_summary_is_valid(tok
     assert submission_problems(submission, {t.id: len(t.test) for t in small_tasks}) == []
     assert submission["00576224"][0]["attempt_1"] == [list(r) for r in small_tasks[1].test[0].input]
     assert "score" in table(tmp_path) and "66e6c45b" in table(tmp_path)
+
+
+def test_adaptation_diagnostics_reach_the_record_the_results_and_the_table(tokenizer, small_tasks, tmp_path):
+    cfg = tiny_config(**{"ttt.max_examples": 2, "ttt.epochs": 1, "ttt.lr": 1e-2})
+    adapter = Adapter(add_lora(tiny_llama(len(tokenizer)), LoraSettings(rank=8), seed=0))
+    settings = InferenceSettings(transforms=("identity",), permutations=1, max_seq_len=512)
+    callback = AugmentedInference(tokenizer, get_format("compact"), settings, tmp_path, max_new_tokens=20)
+    record = adapt_tasks(small_tasks[:1], adapter, tokenizer, cfg, tmp_path, [callback])[0]
+    assert record.heldout_target == "test" and record.base_nll > 0 and record.ttt_nll != record.base_nll
+    assert 0 <= record.base_end_prob <= 1 and 0 <= record.ttt_end_prob <= 1
+    assert record.lora_update_norm > 0 and record.final_loss is not None
+    prediction = json.loads((tmp_path / "66e6c45b" / "predictions.json").read_text())
+    assert prediction["heldout"]["nll"] == pytest.approx(record.ttt_nll, abs=1e-3)  # same adapted model
+
+    metrics = summarize(small_tasks[:1], tmp_path)
+    row = json.loads((tmp_path / "results.json").read_text())[0]
+    assert row["nll_drop"] == pytest.approx(record.base_nll - record.ttt_nll, abs=1e-4)
+    assert row["parse_rate"] == prediction["tests"][0]["num_parsed"] / prediction["tests"][0]["num_predictions"]
+    assert metrics["nll_measured"] == 1 and metrics["nll_lowered"] == int(record.ttt_nll < record.base_nll)
+    assert "held-out NLL per token" in table(tmp_path) and "views parsed into a grid" in table(tmp_path)
+    csv_log = (tmp_path / "66e6c45b" / "logs" / "version_0" / "metrics.csv").read_text()
+    assert "heldout/ttt_nll" in csv_log.splitlines()[0]

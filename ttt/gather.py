@@ -15,8 +15,9 @@ import io
 import json
 from pathlib import Path
 
-COLUMNS = ["score", "vote_score", "all_solved", "oracle", "view_accuracy", "tasks_solved",
-           "num_scored", "num_tasks", "ttt_failed", "ttt_seconds", "inference_seconds"]  # fmt: skip
+COLUMNS = ["score", "vote_score", "all_solved", "oracle", "view_accuracy", "parse_rate", "tasks_solved",
+           "base_nll", "ttt_nll", "nll_lowered", "num_scored", "num_tasks", "ttt_failed", "ttt_seconds",
+           "inference_seconds"]  # fmt: skip
 
 
 def run_label(run_dir: Path) -> str:

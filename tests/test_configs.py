@@ -11,7 +11,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 
 # model -> (lr, epochs, max_examples, format, dtype, accelerator, max_seq_len)
 PAPER = {
-    "135m": (3e-4, 2, 48, "compact", "fp32", "cpu", 1024),  # the searched small-model recipe
+    "135m": (3.5e-4, 2, 48, "compact", "fp32", "cpu", 1024),  # the searched small-model recipe
     "135m_paper": (5e-5, 1, 16, "compact", "fp32", "cpu", 1024),  # the paper's recipe, CPU budget
     "1b": (5e-5, 2, 250, "paper", "bf16", "gpu", 8192),
     "3b": (5e-5, 2, 250, "paper", "bf16", "gpu", 8192),
@@ -19,7 +19,7 @@ PAPER = {
 }
 # model -> (LoRA rank, alpha, warm-up fraction, warm-up from lr 0, batch size, augmenters); paper: 128, 16, 0.1, yes, 2, 23
 RECIPE = {model: (128, 16, 0.1, True, 2, 23) for model in PAPER}
-RECIPE["135m"] = (32, 32, 0.0, True, 1, 6)
+RECIPE["135m"] = (16, 32, 0.0, True, 2, 6)
 # experiment -> the resolved values it must set
 EXPECTED = {
     "full_ttt": {},

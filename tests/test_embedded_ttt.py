@@ -1,24 +1,17 @@
 """End to end on the real embedded model (SmolLM2-135M-Instruct GGUF) and a real ARC task."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.mark.slow
-def test_train_py_adapts_the_embedded_model_to_one_small_arc_task(tmp_path):
+def test_train_py_adapts_the_embedded_model_to_one_small_arc_task(train_py, tmp_path):
     overrides = [
         "data.task_ids=[00576224]", "ttt.max_examples=4", "ttt.epochs=1", "ttt.lora.rank=16",
         "data.max_seq_len=512", "trainer.progress_bar=false", f"hydra.run.dir={tmp_path}",
     ]  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, "train.py", *overrides], cwd=ROOT, capture_output=True, text=True, timeout=900
-    )
+    result = train_py(*overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "00576224" / "ttt.json").read_text())
     assert record["status"] == "done" and record["num_examples"] == 4

@@ -5,9 +5,6 @@ model that shows TTT lowering a training task's held-out NLL."""
 import json
 import math
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,8 +18,6 @@ from ttt.inference.generation import ALPHABETS, _suppressed, single_step
 from ttt.inference.heldout import HeldOutTarget, heldout_target, measure
 from ttt.model.lora import LoraSettings, add_lora, relative_update_norm
 from ttt.model.module import cosine_with_warmup
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def learning_rates(steps: int, warmup: int, from_zero: bool) -> list[float]:
@@ -130,16 +125,14 @@ def test_measure_averages_nll_over_tokens_and_end_probability_over_tests():
 
 
 @pytest.mark.slow
-def test_a_short_ttt_run_lowers_a_training_tasks_heldout_nll(tmp_path):
+def test_a_short_ttt_run_lowers_a_training_tasks_heldout_nll(train_py, tmp_path):
     """The default recipe on the embedded model, one simple ARC-AGI-1 training task (rotate 180),
     a few dozen steps, inference off: the true test output's NLL must drop clearly."""
     overrides = [
         "data=arc_agi_1_dev", "data.task_ids=[3c9b0459]", "ttt.max_examples=24", "ttt.epochs=1",
         "inference.enabled=false", "trainer.progress_bar=false", f"hydra.run.dir={tmp_path}",
     ]  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, "train.py", *overrides], cwd=ROOT, capture_output=True, text=True, timeout=900
-    )
+    result = train_py(*overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "3c9b0459" / "ttt.json").read_text())
     assert record["heldout_target"] == "test" and record["lora_update_norm"] > 1e-3

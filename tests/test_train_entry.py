@@ -1,16 +1,8 @@
 import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_train_py_without_ttt_predicts_with_the_base_model_and_writes_the_outputs(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "train.py", "data.task_ids=[00576224]", "ttt.enabled=false", f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+def test_train_py_without_ttt_predicts_with_the_base_model_and_writes_the_outputs(train_py, tmp_path):
+    result = train_py("data.task_ids=[00576224]", "ttt.enabled=false", f"hydra.run.dir={tmp_path}", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"1 tasks selected (0 skipped as invalid); output: {tmp_path}" in result.stdout
     assert "ttt.enabled=false: no adaptation" in result.stdout
@@ -24,10 +16,7 @@ def test_train_py_without_ttt_predicts_with_the_base_model_and_writes_the_output
     assert f"outputs: {tmp_path}/submission.json" in result.stdout
 
 
-def test_train_py_names_a_missing_task_id(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "train.py", "data.task_ids=[nope]", f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+def test_train_py_names_a_missing_task_id(train_py, tmp_path):
+    result = train_py("data.task_ids=[nope]", f"hydra.run.dir={tmp_path}", timeout=300)
     assert result.returncode != 0
     assert "data.task_ids: no task 'nope'" in result.stderr

@@ -1,5 +1,6 @@
 """The run's outputs: `submission.json` (Kaggle format, every task), `results.json` (one row per
-task), `metrics.json` (the summary) and a table on the console."""
+task), `metrics.json` (the summary; the TTT diagnostics alone when inference is off) and a table on
+the console."""
 
 from __future__ import annotations
 
@@ -101,6 +102,28 @@ def metrics_from_rows(rows: Sequence[dict]) -> dict:
         "ttt_seconds": round(sum(r["ttt_seconds"] or 0 for r in rows), 1),
         "inference_seconds": round(sum(r["seconds"] or 0 for r in rows), 1),
     }
+
+
+def summarize_adaptation(records: Sequence[dict], out_dir: str | Path) -> dict:
+    """Without inference: the TTT records' diagnostics alone (held-out NLL before/after) into
+    metrics.json, printed in one line; returns the metrics."""
+    measured = [r for r in records if r["base_nll"] is not None and r["ttt_nll"] is not None]
+    metrics = {
+        "num_tasks": len(records),
+        "ttt_failed": sum(r["status"] == "failed" for r in records),
+        "base_nll": _mean([r["base_nll"] for r in measured]),
+        "ttt_nll": _mean([r["ttt_nll"] for r in measured]),
+        "nll_lowered": sum(r["ttt_nll"] < r["base_nll"] for r in measured),
+        "nll_measured": len(measured),
+        "ttt_seconds": round(sum(r["seconds"] for r in records), 1),
+        "ttt_seconds_per_task": round(statistics.fmean(r["seconds"] for r in records), 1) if records else None,
+    }
+    write_json_atomic(Path(out_dir) / "metrics.json", metrics)
+    print(
+        f"held-out NLL per token: {metrics['base_nll']} before TTT -> {metrics['ttt_nll']} after; lowered on "
+        f"{metrics['nll_lowered']} of {metrics['nll_measured']} tasks; {metrics['ttt_seconds_per_task']} s TTT per task"
+    )
+    return metrics
 
 
 def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> dict:

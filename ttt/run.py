@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,8 +17,7 @@ from ttt.inference.callback import PREDICTIONS_FILE, AugmentedInference
 from ttt.inference.predict import InferenceSettings
 from ttt.model.loading import load_model
 from ttt.model.lora import LoraSettings, add_lora
-from ttt.records import write_json_atomic
-from ttt.report import summarize, table
+from ttt.report import summarize, summarize_adaptation, table
 from ttt.wandb_logging import WandbRun
 
 log = logging.getLogger(__name__)
@@ -65,32 +63,6 @@ def inference_settings(cfg: DictConfig) -> InferenceSettings:
         tuple(i.transforms), i.permutations, i.leave_one_out, i.colour_permutations, i.voting, i.top_k,
         i.selection, i.poe_views, i.poe_candidates, cfg.data.max_seq_len, cfg.seed,
     )  # fmt: skip
-
-
-def adaptation_metrics(records: list, out_dir: Path) -> dict:
-    """Without inference: the TTT diagnostics alone (held-out NLL before/after), to metrics.json."""
-    rows = [asdict(r) for r in records]
-    measured = [r for r in rows if r["base_nll"] is not None and r["ttt_nll"] is not None]
-
-    def mean(key):
-        return round(statistics.fmean(r[key] for r in measured), 4) if measured else None
-
-    metrics = {
-        "num_tasks": len(rows),
-        "ttt_failed": sum(r["status"] == "failed" for r in rows),
-        "base_nll": mean("base_nll"),
-        "ttt_nll": mean("ttt_nll"),
-        "nll_lowered": sum(r["ttt_nll"] < r["base_nll"] for r in measured),
-        "nll_measured": len(measured),
-        "ttt_seconds": round(sum(r["seconds"] for r in rows), 1),
-        "ttt_seconds_per_task": round(statistics.fmean(r["seconds"] for r in rows), 1) if rows else None,
-    }
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    print(
-        f"held-out NLL per token: {metrics['base_nll']} before TTT -> {metrics['ttt_nll']} after; lowered on "
-        f"{metrics['nll_lowered']} of {metrics['nll_measured']} tasks; {metrics['ttt_seconds_per_task']} s TTT per task"
-    )
-    return metrics
 
 
 def run(cfg: DictConfig) -> dict | None:
@@ -140,7 +112,7 @@ def _run(cfg: DictConfig, out_dir: Path, wandb_run: WandbRun | None) -> dict | N
     else:
         print("ttt.enabled=false: no adaptation (the fine-tuned-only baseline).")
     if inference is None:
-        return adaptation_metrics(records, out_dir) if adapter is not None else None
+        return summarize_adaptation([asdict(r) for r in records], out_dir) if adapter is not None else None
 
     # Tasks not predicted after adaptation (TTT off or failed) are predicted by the base model.
     missing = [t for t in tasks if not (out_dir / t.id / PREDICTIONS_FILE).is_file()]

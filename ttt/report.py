@@ -4,21 +4,16 @@ the console."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
 from ttt.arc.scoring import submission_entry, task_score
 from ttt.arc.task import Task
-from ttt.inference.callback import PREDICTIONS_FILE
-from ttt.records import write_json_atomic
-
-TTT_RECORD = "ttt.json"
-
-
-def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+from ttt.outputs import (
+    METRICS, PREDICTIONS, RESULTS, RUN_RECORD, SHARED, SUBMISSION, TTT_RECORD, read_json, write_json_atomic,
+)  # fmt: skip
+from ttt.settings import differences
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -31,8 +26,8 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     submission, rows = {}, []
     for task in tasks:
-        prediction = _read(out_dir / task.id / PREDICTIONS_FILE)
-        ttt = _read(out_dir / task.id / TTT_RECORD) or _read(out_dir / "shared" / TTT_RECORD)
+        prediction = read_json(out_dir / task.id / PREDICTIONS)
+        ttt = read_json(out_dir / task.id / TTT_RECORD) or read_json(out_dir / SHARED / TTT_RECORD)
         if prediction is None:  # never predicted: the fallback keeps the submission complete and is scored
             attempts = [[t.input, ((0,),)] for t in task.test]
             if task.has_solutions:
@@ -50,6 +45,7 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
         rows.append({
             "task_id": task.id,
             "ttt_status": ttt["status"] if ttt else None,
+            "ttt_error": ttt.get("error") if ttt else None,  # why TTT failed (the base model predicted)
             "ttt_seconds": ttt["seconds"] if ttt else None,
             "ttt_final_loss": ttt.get("final_loss") if ttt else None,  # mean loss of the last epoch
             # held-out NLL per answer token before and after TTT (ttt.inference.heldout)
@@ -74,9 +70,9 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
 def write_outputs(out_dir: Path, submission: dict, rows: list[dict]) -> dict:
     """Write submission.json, results.json and metrics.json; return the metrics."""
     metrics = metrics_from_rows(rows)
-    write_json_atomic(out_dir / "submission.json", submission)
-    write_json_atomic(out_dir / "results.json", rows)
-    write_json_atomic(out_dir / "metrics.json", metrics)
+    write_json_atomic(out_dir / SUBMISSION, submission)
+    write_json_atomic(out_dir / RESULTS, rows)
+    write_json_atomic(out_dir / METRICS, metrics)
     return metrics
 
 
@@ -97,7 +93,9 @@ def metrics_from_rows(rows: Sequence[dict]) -> dict:
         "nll_lowered": sum((r.get("nll_drop") or 0) > 0 for r in rows),  # tasks whose held-out NLL TTT lowered
         "nll_measured": sum(r.get("nll_drop") is not None for r in rows),
         "tasks_solved": sum(r["score"] for r in scored),
-        "ttt_failed": sum(r["ttt_status"] == "failed" for r in rows),
+        "ttt_done": sum(r["ttt_status"] == "done" for r in rows),  # tasks predicted by their adapted model
+        "ttt_failed": sum(r["ttt_status"] == "failed" for r in rows),  # ... by the base model instead
+        "ttt_errors": {r["task_id"]: r.get("ttt_error") for r in rows if r["ttt_status"] == "failed"},
         "not_predicted": sum(not r["predicted"] for r in rows),
         "ttt_seconds": round(sum(r["ttt_seconds"] or 0 for r in rows), 1),
         "inference_seconds": round(sum(r["seconds"] or 0 for r in rows), 1),
@@ -107,10 +105,12 @@ def metrics_from_rows(rows: Sequence[dict]) -> dict:
 def summarize_adaptation(records: Sequence[dict], out_dir: str | Path) -> dict:
     """Without inference: the TTT records' diagnostics alone (held-out NLL before/after) into
     metrics.json, printed in one line; returns the metrics."""
-    measured = [r for r in records if r["base_nll"] is not None and r["ttt_nll"] is not None]
+    measured = [r for r in records if r.get("base_nll") is not None and r.get("ttt_nll") is not None]
     metrics = {
         "num_tasks": len(records),
+        "ttt_done": sum(r["status"] == "done" for r in records),
         "ttt_failed": sum(r["status"] == "failed" for r in records),
+        "ttt_errors": {r["task_id"]: r["error"] for r in records if r["status"] == "failed"},
         "base_nll": _mean([r["base_nll"] for r in measured]),
         "ttt_nll": _mean([r["ttt_nll"] for r in measured]),
         "nll_lowered": sum(r["ttt_nll"] < r["base_nll"] for r in measured),
@@ -118,36 +118,88 @@ def summarize_adaptation(records: Sequence[dict], out_dir: str | Path) -> dict:
         "ttt_seconds": round(sum(r["seconds"] for r in records), 1),
         "ttt_seconds_per_task": round(statistics.fmean(r["seconds"] for r in records), 1) if records else None,
     }
-    write_json_atomic(Path(out_dir) / "metrics.json", metrics)
+    write_json_atomic(Path(out_dir) / METRICS, metrics)
     print(
-        f"held-out NLL per token: {metrics['base_nll']} before TTT -> {metrics['ttt_nll']} after; lowered on "
+        f"TTT on {metrics['ttt_done']} of {len(records)} tasks; held-out NLL per token: {metrics['base_nll']} before TTT -> {metrics['ttt_nll']} after; lowered on "
         f"{metrics['nll_lowered']} of {metrics['nll_measured']} tasks; {metrics['ttt_seconds_per_task']} s TTT per task"
     )
     return metrics
 
 
-def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> dict:
-    """Combine shard jobs' outputs into one submission.json, results.json and metrics.json."""
+class MergeError(ValueError):
+    """Shards that do not make one whole run."""
+
+
+# Keys that differ between the shards of one run by design.
+PER_SHARD_KEYS = ("data.shard", "paths.output_dir")
+
+
+def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path, allow_partial: bool = False) -> dict:
+    """Combine shard jobs' outputs into one submission.json, results.json and metrics.json.
+
+    Each shard's `run.json` says its index, the shard count and its task ids. The merge refuses
+    (naming them) a missing or duplicated shard, an unfinished shard, a task missing from a shard's
+    results, or shards run with different settings; `allow_partial` merges whatever finished,
+    except shards with different settings or duplicates, which are never combined."""
     out_dir = Path(out_dir)
+    jobs = {Path(d): read_json(Path(d) / RUN_RECORD) for d in shard_dirs}
+    problems, fatal = _shard_problems(jobs)
     rows, submission = [], {}
-    for shard_dir in map(Path, shard_dirs):
-        for name in ("results.json", "submission.json"):
-            if not (shard_dir / name).is_file():
-                raise FileNotFoundError(f"{shard_dir / name} is missing: did that shard finish?")
-        rows += json.loads((shard_dir / "results.json").read_text())
-        submission.update(json.loads((shard_dir / "submission.json").read_text()))
+    for shard_dir, job in jobs.items():
+        results, entries = read_json(shard_dir / RESULTS), read_json(shard_dir / SUBMISSION)
+        if results is None or entries is None:
+            problems.append(f"{shard_dir}: no {RESULTS} or {SUBMISSION}: did that shard finish?")
+            continue
+        missing = sorted(set((job or {}).get("task_ids", [])) - {r["task_id"] for r in results})
+        if missing:
+            problems.append(f"{shard_dir}: {len(missing)} task(s) missing from its results: {', '.join(missing)}")
+        rows += results
+        submission.update(entries)
     ids = [r["task_id"] for r in rows]
     duplicated = sorted({t for t in ids if ids.count(t) > 1})
     if duplicated:
-        raise ValueError(f"task {duplicated[0]} appears in more than one shard")
+        fatal.append(f"task {duplicated[0]} appears in more than one shard")
+    if fatal or (problems and not allow_partial):
+        hint = "" if fatal else "\n(--allow-partial merges what there is)"
+        raise MergeError("cannot merge:\n" + "\n".join(f"  - {p}" for p in fatal + problems) + hint)
+    for problem in problems:
+        print(f"merging anyway (--allow-partial): {problem}")
     rows.sort(key=lambda r: r["task_id"])
     return write_outputs(out_dir, dict(sorted(submission.items())), rows)
+
+
+def _shard_problems(jobs: dict[Path, dict | None]) -> tuple[list[str], list[str]]:
+    """(problems a partial merge may accept, problems it never may) of the shards' run.json."""
+    problems = [f"{d}: no {RUN_RECORD}: not a run directory, or the run never started" for d, j in jobs.items() if j is None]
+    found = {d: j for d, j in jobs.items() if j is not None}
+    if not found:
+        return problems, []
+    fatal = []
+    counts = sorted({j["num_shards"] for j in found.values()})
+    if len(counts) > 1:
+        fatal.append(f"shards of runs with different data.num_shards: {counts}")
+    indices = [j["shard"] for j in found.values()]
+    duplicated = sorted({i for i in indices if indices.count(i) > 1})
+    if duplicated:
+        fatal.append(f"shard {duplicated[0]} given more than once")
+    absent = sorted(set(range(counts[-1])) - set(indices))
+    if absent:
+        problems.append(f"shard(s) {absent} of {counts[-1]} not given")
+    problems += [f"{d}: shard {j['shard']} is {j['status']}, not finished" for d, j in found.items() if j["status"] != "finished"]
+    first_dir, first = next(iter(found.items()))
+    for d, j in found.items():
+        diff = {k: v for k, v in differences(first["settings"], j["settings"]).items() if k not in PER_SHARD_KEYS}
+        if diff:
+            keys = ", ".join(f"{k} {old!r} vs {new!r}" for k, (old, new) in diff.items())
+            fatal.append(f"{d} was run with other settings than {first_dir}: {keys}")
+    return problems, fatal
+
 
 def table(out_dir: str | Path) -> str:
     """A readable summary of `results.json` and `metrics.json`."""
     out_dir = Path(out_dir)
-    rows = json.loads((out_dir / "results.json").read_text())
-    metrics = json.loads((out_dir / "metrics.json").read_text())
+    rows = read_json(out_dir / RESULTS)
+    metrics = read_json(out_dir / METRICS)
 
     def fmt(value, spec=".2f"):
         return "-" if value is None else format(value, spec)
@@ -168,6 +220,7 @@ def table(out_dir: str | Path) -> str:
         f"({fmt(metrics['tasks_solved'], '.1f')} solved; all-tests-solved {fmt(metrics['all_solved'], '.3f')}; "
         f"oracle {fmt(metrics['oracle'], '.3f')}; voting alone {fmt(metrics['vote_score'], '.3f')})"
     )
+    lines.append(ttt_line(metrics))
     lines.append(f"views parsed into a grid: {fmt(metrics.get('parse_rate'), '.3f')}")
     if not metrics.get("nll_measured") and metrics.get("base_nll") is not None:
         lines.append(f"held-out NLL per token (no TTT): {fmt(metrics['base_nll'], '.3f')}")
@@ -182,6 +235,18 @@ def table(out_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
+def ttt_line(metrics: dict) -> str:
+    """How many tasks TTT adapted, and which fell back to the base model, and why."""
+    done, failed = metrics.get("ttt_done", 0), metrics.get("ttt_failed", 0)
+    if not done and not failed:
+        return "no TTT: every task predicted by the base model"
+    line = f"TTT on {done} of {metrics['num_tasks']} tasks"
+    if failed:
+        errors = metrics.get("ttt_errors") or {}
+        line += "; TTT FAILED, base model predicted: " + "; ".join(f"{t} ({e})" for t, e in errors.items())
+    return line
+
+
 def main() -> None:
     """`python -m ttt.report merge SHARD_DIR... --out DIR`: merge sharded jobs' outputs."""
     import argparse
@@ -190,8 +255,12 @@ def main() -> None:
     parser.add_argument("command", choices=["merge"])
     parser.add_argument("shard_dirs", nargs="+", type=Path, help="each shard job's output directory")
     parser.add_argument("--out", required=True, type=Path, help="where to write the merged outputs")
+    parser.add_argument("--allow-partial", action="store_true", help="merge even with shards or tasks missing")
     args = parser.parse_args()
-    merge(args.shard_dirs, args.out)
+    try:
+        merge(args.shard_dirs, args.out, args.allow_partial)
+    except MergeError as error:
+        raise SystemExit(str(error)) from None
     print(table(args.out))
     print(f"merged {len(args.shard_dirs)} shards into {args.out}/submission.json and metrics.json")
 

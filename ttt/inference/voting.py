@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from ttt.arc.grid import Grid
 
 IDENTITY = "identity"
+VOTING_RULES = ("hierarchical", "flat")  # inference.voting
 
 
 @dataclass(frozen=True)
@@ -102,5 +103,5 @@ def vote(
     elif method == "flat":
         ranked = rank_flat(predictions)
     else:
-        raise ValueError(f"inference.voting={method!r}: choose hierarchical or flat")
+        raise ValueError(f"inference.voting={method!r}: choose one of {VOTING_RULES}")
     return attempts(ranked, test_input), ranked

@@ -1,14 +1,19 @@
-"""The per-task LoRA adapter: built once on the base model, reset to its initial values per task."""
+"""The per-task LoRA adapter: built once on the base model, reset to its initial values per task,
+saved atomically."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+
+from ttt.knobs import knob
 
 # Attention and MLP projections of Llama-family models (the paper adapts both).
 LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -22,16 +27,14 @@ class LoraSettings:
     with `rslora` (rank-stabilised LoRA, PEFT's `use_rslora`).
     """
 
-    rank: int = 128
-    alpha: float = 16
-    dropout: float = 0.0
-    target_modules: Sequence[str] = field(default=LLAMA_PROJECTIONS)
+    rank: int = knob(128, ge=1)
+    alpha: float = knob(16.0, gt=0)
+    dropout: float = knob(0.0, ge=0, lt=1)
+    target_modules: tuple[str, ...] = LLAMA_PROJECTIONS
     rslora: bool = False
 
-    @classmethod
-    def from_config(cls, lora: Any) -> LoraSettings:
-        """From a `lora:` config node (`ttt.lora`, `finetune.lora`)."""
-        return cls(lora.rank, lora.alpha, lora.dropout, tuple(lora.target_modules), bool(lora.get("rslora", False)))
+    def problems(self) -> list[str]:
+        return [] if self.target_modules else ["target_modules=[]: name at least one module to adapt"]
 
     @property
     def scaling(self) -> float:
@@ -65,6 +68,26 @@ def load_lora_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> N
     params = dict(model.named_parameters())
     for name, value in state.items():
         params[name].copy_(value)
+
+
+class Adapter:
+    """A PEFT model and the initial values its LoRA weights are reset to before every task."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.initial = lora_state(model)
+
+    def reset(self) -> None:
+        load_lora_state(self.model, self.initial)
+
+    def save(self, directory: Path) -> None:
+        """The adapter's files (PEFT format) into `directory`, each replaced atomically: they are
+        written to a temporary folder beside it first, so a kill never leaves half a file."""
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".adapter.") as tmp:
+            self.model.save_pretrained(tmp)
+            for path in Path(tmp).iterdir():
+                os.replace(path, directory / path.name)
 
 
 @torch.no_grad()

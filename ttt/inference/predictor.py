@@ -1,0 +1,81 @@
+"""Predict tasks with a model: prompts for every view, decoding, voting, files.
+
+`Predictor.predict(model, tasks)` runs augmented inference (`ttt.inference.predict.predict_task`)
+with the model's generator and scorer, measures the model's held-out NLL, and writes each task's
+`predictions.json` atomically, stamped with the settings that made it (resumes check them). The
+Lightning callback (`ttt.inference.callback`) calls it when a task's adaptation ends; the run calls
+it directly for tasks predicted by the base model (TTT off, or failed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ttt.arc.formats import TextFormat
+from ttt.arc.task import Task
+from ttt.data.tokenize import SegmentTokenizer
+from ttt.inference.generation import Generator, answer_logprobs, answer_token_logprobs
+from ttt.inference.heldout import heldout_target, measure
+from ttt.inference.predict import predict_task
+from ttt.outputs import PREDICTIONS, write_json_atomic
+from ttt.settings import InferenceSettings
+
+
+class Predictor:
+    """Augmented inference + voting for any model, writing `<out_dir>/<task_id>/predictions.json`."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        text_format: TextFormat,
+        settings: InferenceSettings,
+        out_dir: str | Path,
+        stamp: dict[str, Any] | None = None,
+    ):
+        self.tokenizer, self.format, self.settings = tokenizer, text_format, settings
+        self.out_dir = Path(out_dir)
+        self.stamp = stamp  # the settings the predictions depend on (RunSettings.affecting_predictions)
+        self.encoder = SegmentTokenizer(tokenizer)
+
+    def predict(self, model: Any, tasks: Sequence[Task], note: str | None = None) -> list[dict]:
+        """Predict, write and return each task's result."""
+        s = self.settings
+        generator = Generator(model, self.tokenizer, self.format, s.batch_size, s.max_new_tokens, s.restrict_alphabet)
+
+        def answer(prompted):
+            return generator([p.prompt for p in prompted])
+
+        def score(pairs):
+            return answer_logprobs(model, pairs, self.tokenizer.pad_token_id, s.batch_size)
+
+        def token_logprobs(pairs):
+            return answer_token_logprobs(model, pairs, self.tokenizer.pad_token_id, s.batch_size)
+
+        results = []
+        for task in tasks:
+            result = predict_task(task, answer, self.encoder, self.format, s, score)
+            held_out = measure(heldout_target(task, self.format, self.encoder, s.max_seq_len), token_logprobs)
+            # the predicting model's fit to the held-out answer (see ttt.inference.heldout)
+            result["heldout"] = None if held_out is None else vars(held_out)
+            if note:
+                result["note"] = note
+            result["settings"] = self.stamp
+            write_json_atomic(self.out_dir / task.id / PREDICTIONS, result)
+            tqdm.write(prediction_line(result))
+            results.append(result)
+        return results
+
+
+def prediction_line(result: dict) -> str:
+    """One line per predicted task."""
+    parsed = sum(t["num_parsed"] for t in result["tests"])
+    text = f"{result['task_id']}: {result['num_views']} views, {parsed} parsed, {result['seconds']:.1f} s"
+    if result.get("heldout"):
+        text += f", held-out {result['heldout']['target']} NLL {result['heldout']['nll']:.3f}"
+    if result["score"] is not None:
+        text += f", score {result['score']:.2f}, right answer among candidates {result['oracle']:.2f}"
+    return text

@@ -1,0 +1,58 @@
+"""Every file a run writes, by name, and the atomic writers they go through.
+
+A run directory (`paths.output_dir`):
+
+    run.json              what this job is: shard index and count, its task ids, its settings,
+                          and its state (running | finished | interrupted | failed)
+    configs/launch-N.yaml the composed config of every launch into this directory (resumes keep
+                          the earlier ones; Hydra's .hydra/config.yaml is the latest only)
+    submission.json       Kaggle format, every task          (ttt.report)
+    results.json          one row per task                   (ttt.report)
+    metrics.json          the run's summary                  (ttt.report)
+    <task_id>/ttt.json    the task's TTT record, with the settings that made it  (ttt.adapt)
+    <task_id>/adapter_*   its LoRA adapter (PEFT format)     (ttt.model.lora.Adapter.save)
+    <task_id>/predictions.json  attempts, candidates, scores (ttt.inference.callback)
+    <task_id>/logs/       Lightning's CSV metrics of its fit
+    shared/               the shared-adapter ablation's adapter and record
+
+A fine-tuning run writes `finetune.json`, `model/` and `checkpoints/` (ttt.finetune).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+RUN_RECORD = "run.json"
+CONFIGS_DIR = "configs"
+SUBMISSION = "submission.json"
+RESULTS = "results.json"
+METRICS = "metrics.json"
+TTT_RECORD = "ttt.json"
+PREDICTIONS = "predictions.json"
+SHARED = "shared"  # adapter folder of the shared-adapter ablation
+FINETUNE_RECORD = "finetune.json"
+FINETUNE_MODEL_DIR = "model"  # the fine-tuned model in Hugging Face format
+CHECKPOINT_DIR = "checkpoints"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text so that a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON atomically (see `write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in `path`, or None when there is no such file."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None

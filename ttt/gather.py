@@ -15,6 +15,8 @@ import io
 import json
 from pathlib import Path
 
+from ttt.outputs import METRICS, write_text_atomic
+
 COLUMNS = ["score", "vote_score", "all_solved", "oracle", "view_accuracy", "parse_rate", "tasks_solved",
            "base_nll", "ttt_nll", "nll_lowered", "num_scored", "num_tasks", "ttt_failed", "ttt_seconds",
            "inference_seconds"]  # fmt: skip
@@ -35,7 +37,7 @@ def gather(roots: list[Path]) -> list[dict]:
     """One row per metrics.json found under `roots` (recursively), in path order."""
     rows = []
     for root in roots:
-        for path in sorted(root.rglob("metrics.json")):
+        for path in sorted(root.rglob(METRICS)):
             metrics = json.loads(path.read_text())
             rows.append({"run": run_label(path.parent), "dir": str(path.parent), **{c: metrics.get(c) for c in COLUMNS}})
     return rows
@@ -67,8 +69,8 @@ def main() -> None:
     if not rows:
         raise SystemExit(f"no metrics.json under {', '.join(map(str, args.roots))}")
     if args.out:
-        args.out.with_suffix(".md").write_text(to_markdown(rows))
-        args.out.with_suffix(".csv").write_text(to_csv(rows))
+        write_text_atomic(args.out.with_suffix(".md"), to_markdown(rows))
+        write_text_atomic(args.out.with_suffix(".csv"), to_csv(rows))
         print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.csv')} ({len(rows)} runs)")
     else:
         print(to_markdown(rows), end="")

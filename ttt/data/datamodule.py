@@ -21,6 +21,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ttt.arc.formats import TextFormat, get_format
 from ttt.arc.task import Task
+from ttt.data.padding import pad
 from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig, build_ttt_tasks
 from ttt.data.tokenize import IGNORE_INDEX, Encoded, LossMode, SegmentTokenizer
 
@@ -40,22 +41,58 @@ class TaskDataStats:
 
 def collate(batch: Sequence[Encoded], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a batch: ids with the pad token, labels with IGNORE_INDEX, attention mask 0."""
-    width = max(len(e) for e in batch)
-    input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, example in enumerate(batch):
-        n = len(example)
-        input_ids[row, :n] = torch.tensor(example.input_ids)
-        labels[row, :n] = torch.tensor(example.labels)
-        attention_mask[row, :n] = 1
+    input_ids, attention_mask = pad([e.input_ids for e in batch], pad_token_id)
+    labels, _ = pad([e.labels for e in batch], IGNORE_INDEX)
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+
+
+def require_pad_token(tokenizer: Any) -> None:
+    if getattr(tokenizer, "pad_token_id", None) is None:
+        raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token before building batches")
+
+
+Samples = Callable[[Task, Callable[[SyntheticTask], bool]], list[SyntheticTask]]
+
+
+def encode_tasks(
+    tasks: Sequence[Task],
+    tokenizer: Any,
+    text_format: TextFormat,
+    loss: LossMode,
+    max_seq_len: int,
+    samples: Samples,
+    warn_empty: bool = True,
+) -> tuple[list[Encoded], list[TaskDataStats]]:
+    """Every task's training samples (`samples(task, keep)`, where `keep` rejects and counts those
+    over `max_seq_len`), tokenized with the prefix-loss labels, and what each task contributed."""
+    segment_tokenizer = SegmentTokenizer(tokenizer)
+    examples: list[Encoded] = []
+    stats: list[TaskDataStats] = []
+    for task in tqdm(tasks, desc="building samples", unit="task", disable=len(tasks) < 20):
+        encoded: dict[SyntheticTask, Encoded] = {}
+        too_long = 0
+
+        def fits(sample: SyntheticTask) -> bool:
+            nonlocal too_long
+            encoded[sample] = segment_tokenizer.encode_task(text_format, sample, loss)
+            too_long += len(encoded[sample]) > max_seq_len
+            return len(encoded[sample]) <= max_seq_len
+
+        kept = [encoded[s] for s in samples(task, fits)]
+        examples += kept
+        stats.append(
+            TaskDataStats(
+                task.id, len(kept), too_long, sum(len(e) for e in kept),
+                sum(label != IGNORE_INDEX for e in kept for label in e.labels),
+            )  # fmt: skip
+        )
+        if not kept and warn_empty:
+            log.warning("task %s: no TTT example fits max_seq_len=%d", task.id, max_seq_len)
+    return examples, stats
 
 
 class TTTDataModule(LightningDataModule):
     """TTT batches for one task (`tasks=[task]`) or pooled over several (shared adapter)."""
-
-    warn_when_a_task_has_no_sample = True
 
     def __init__(
         self,
@@ -68,8 +105,7 @@ class TTTDataModule(LightningDataModule):
         batch_size: int = 2,
     ):
         super().__init__()
-        if getattr(tokenizer, "pad_token_id", None) is None:
-            raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token before building batches")
+        require_pad_token(tokenizer)
         self.tasks = list(tasks)
         self.tokenizer = tokenizer
         self.format = get_format(text_format) if isinstance(text_format, str) else text_format
@@ -81,35 +117,10 @@ class TTTDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.examples:  # Lightning calls setup once per fit; the data does not change
             return
-        segment_tokenizer = SegmentTokenizer(self.tokenizer)
-        for task in tqdm(self.tasks, desc="building samples", unit="task", disable=len(self.tasks) < 20):
-            encoded: dict[SyntheticTask, Encoded] = {}
-            too_long = 0
-
-            def fits(sample: SyntheticTask) -> bool:
-                nonlocal too_long
-                encoded[sample] = segment_tokenizer.encode_task(self.format, sample, self.loss)
-                too_long += len(encoded[sample]) > self.max_seq_len
-                return len(encoded[sample]) <= self.max_seq_len
-
-            samples = self.samples(task, keep=fits)
-            examples = [encoded[s] for s in samples]
-            self.examples += examples
-            self.stats.append(
-                TaskDataStats(
-                    task.id,
-                    len(examples),
-                    too_long,
-                    sum(len(e) for e in examples),
-                    sum(label != IGNORE_INDEX for e in examples for label in e.labels),
-                )
-            )
-            if not examples and self.warn_when_a_task_has_no_sample:
-                log.warning("task %s: no TTT example fits max_seq_len=%d", task.id, self.max_seq_len)
-
-    def samples(self, task: Task, keep: Callable[[SyntheticTask], bool]) -> list[SyntheticTask]:
-        """The training samples of one task; `keep` rejects (and counts) those over max_seq_len."""
-        return build_ttt_tasks(task, self.data, keep=keep)
+        self.examples, self.stats = encode_tasks(
+            self.tasks, self.tokenizer, self.format, self.loss, self.max_seq_len,
+            lambda task, keep: build_ttt_tasks(task, self.data, keep=keep),
+        )  # fmt: skip
 
     def _sampler(self) -> LengthGroupedSampler:
         generator = torch.Generator().manual_seed(self.data.seed)

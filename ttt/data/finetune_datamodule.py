@@ -15,16 +15,17 @@ from collections.abc import Callable, Iterator, Sequence, Set
 from typing import Any
 
 import torch
+from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Sampler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from ttt.arc.formats import TextFormat
+from ttt.arc.formats import TextFormat, get_format
 from ttt.arc.grid import Grid
 from ttt.arc.task import Task
-from ttt.data.datamodule import TTTDataModule, collate
+from ttt.data.datamodule import TaskDataStats, collate, encode_tasks, require_pad_token
 from ttt.data.finetune_tasks import FinetuneDataConfig, finetune_samples
 from ttt.data.synthetic_tasks import SyntheticTask
-from ttt.data.tokenize import LossMode
+from ttt.data.tokenize import Encoded, LossMode
 
 
 class EpochOrder(Sampler[int]):
@@ -63,10 +64,8 @@ class EpochOrder(Sampler[int]):
         return sum(len(b) for b in self.batches(self.epoch))
 
 
-class FinetuneDataModule(TTTDataModule):
+class FinetuneDataModule(LightningDataModule):
     """Fine-tuning batches over many training tasks (see `ttt.data.finetune_tasks`)."""
-
-    warn_when_a_task_has_no_sample = False  # common with big tasks; the stage reports the total dropped
 
     def __init__(
         self,
@@ -79,10 +78,24 @@ class FinetuneDataModule(TTTDataModule):
         batch_size: int = 2,
         forbidden_grids: Set[Grid] = frozenset(),
     ):
-        super().__init__(tasks, tokenizer, text_format, loss=loss, max_seq_len=max_seq_len, batch_size=batch_size)
-        self.data = data
+        super().__init__()
+        require_pad_token(tokenizer)
+        self.tasks, self.tokenizer = list(tasks), tokenizer
+        self.format = get_format(text_format) if isinstance(text_format, str) else text_format
+        self.data, self.loss = data, loss
+        self.max_seq_len, self.batch_size = max_seq_len, batch_size
         self.forbidden_grids = forbidden_grids  # evaluation grids: an augmented sample may hit one by chance
         self.resume_at: tuple[int, int] | None = None  # from a checkpoint: (epoch, batches trained in it)
+        self.examples: list[Encoded] = []
+        self.stats: list[TaskDataStats] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.examples:  # built once; a resumed fit calls setup again
+            return
+        self.examples, self.stats = encode_tasks(
+            self.tasks, self.tokenizer, self.format, self.loss, self.max_seq_len, self.samples,
+            warn_empty=False,  # common with big tasks; the stage reports the total dropped
+        )  # fmt: skip
 
     def samples(self, task: Task, keep: Callable[[SyntheticTask], bool]) -> list[SyntheticTask]:
         return [s for s in finetune_samples(task, self.data) if not self._has_forbidden(s) and keep(s)]

@@ -17,6 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ttt.outputs import write_text_atomic
+
 
 def combine_entry(ttt: dict, program: dict | None) -> tuple[dict, str]:
     """One test input's combined attempts and which rule decided them."""
@@ -49,7 +51,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path, help="where to write the combined submission")
     args = parser.parse_args()
     combined, counts = combine(json.loads(args.ttt.read_text()), json.loads(args.programs.read_text()))
-    args.out.write_text(json.dumps(combined))
+    write_text_atomic(args.out, json.dumps(combined))
     print(f"wrote {args.out}: {counts}")
 
 

@@ -22,6 +22,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ttt.arc.formats import TextFormat
+from ttt.data.padding import pad
 
 # Characters an answer's grid may use; the end marker is allowed only as its own single token.
 ALPHABETS = {"compact": "0123456789\n", "paper": "0123456789 []\n"}
@@ -80,16 +81,6 @@ def _batches(order: list[int], size: int):
         yield order[start : start + size]
 
 
-def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt) :] = torch.tensor(prompt)
-        mask[row, width - len(prompt) :] = 1
-    return ids.to(device), mask.to(device)
-
-
 class Generator:
     """Greedy answers for token-id prompts, batched."""
 
@@ -121,7 +112,7 @@ class Generator:
         results: list[Generated | None] = [None] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         for batch in _batches(order, self.batch_size):
-            ids, mask = _left_pad([prompts[i] for i in batch], self.tokenizer.pad_token_id, device)
+            ids, mask = (t.to(device) for t in pad([prompts[i] for i in batch], self.tokenizer.pad_token_id, left=True))
             out = self.model.generate(
                 input_ids=ids,
                 attention_mask=mask,
@@ -171,13 +162,7 @@ def answer_token_logprobs(
     results: list[list[float]] = [[] for _ in pairs]
     order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
     for batch in _batches(order, batch_size):
-        sequences = [list(pairs[i][0]) + list(pairs[i][1]) for i in batch]
-        width = max(len(s) for s in sequences)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, seq in enumerate(sequences):
-            ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
+        ids, mask = pad([list(pairs[i][0]) + list(pairs[i][1]) for i in batch], pad_id)
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
         logprobs = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
         for row, index in enumerate(batch):

@@ -16,13 +16,43 @@ from ttt.arc.formats import TextFormat
 from ttt.arc.grid import Grid
 from ttt.arc.scoring import solved
 from ttt.arc.task import Task
+from ttt.arc.transforms import DIHEDRAL_NAMES
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.generation import Generated
-from ttt.inference.views import View, make_views
-from ttt.inference.voting import Candidate, Prediction, attempts, vote
-from ttt.settings import InferenceSettings
+from ttt.inference.views import PAPER_TRANSFORMS, View, make_views
+from ttt.inference.voting import VOTING_RULES, Candidate, Prediction, attempts, vote
+from ttt.knobs import MIN_SEQ_LEN, knob
+
+SELECTIONS = ("vote", "poe")  # how the two attempts are chosen from the voted candidates
 
 Score = Callable[[Sequence[tuple[Sequence[int], Sequence[int]]]], list[float]]
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Augmented inference, voting and selection (configs/inference/default.yaml; paper values).
+
+    `max_seq_len` and `seed` are not inference keys: they come from `data.max_seq_len` and `seed`.
+    """
+
+    enabled: bool = True
+    transforms: tuple[str, ...] = knob(PAPER_TRANSFORMS, choices=DIHEDRAL_NAMES)  # ("identity",): none
+    permutations: int = knob(2, ge=1)  # demonstration orders per transform (paper: 2)
+    leave_one_out: bool = False  # also every leave-one-out subset of the demonstrations
+    colour_permutations: int = knob(0, ge=0)  # extra views per transform with random colours
+    voting: str = knob("hierarchical", choices=VOTING_RULES)
+    top_k: int = knob(3, ge=1)  # candidates kept per transform group (paper: 3)
+    selection: str = knob("vote", choices=SELECTIONS)
+    poe_views: int = knob(8, ge=1)  # views that score each candidate under poe
+    poe_candidates: int = knob(8, ge=1)  # best-voted candidates rescored under poe
+    batch_size: int = knob(8, ge=1)  # prompts decoded together
+    max_new_tokens: int | None = knob(None, ge=1)  # None: the largest possible answer's tokens
+    restrict_alphabet: bool = True
+    max_seq_len: int = knob(8192, ge=MIN_SEQ_LEN)  # a longer prompt drops its last demonstration
+    seed: int = 0
+
+    def problems(self) -> list[str]:
+        return [] if self.transforms else ["transforms=[]: name at least one (identity: no augmentation)"]
 
 
 @dataclass

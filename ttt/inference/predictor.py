@@ -20,9 +20,8 @@ from ttt.arc.task import Task
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.generation import Generator, answer_logprobs, answer_token_logprobs
 from ttt.inference.heldout import heldout_target, measure
-from ttt.inference.predict import predict_task
 from ttt.outputs import PREDICTIONS, write_json_atomic
-from ttt.settings import InferenceSettings
+from ttt.inference.predict import InferenceSettings, predict_task
 
 
 class Predictor:

@@ -1,0 +1,225 @@
+"""Runs that fail say so, resumes and merges check what they combine, a kill loses nothing:
+whole runs of a tiny random Llama (saved as a local model directory) on real ARC tasks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from ttt.report import MergeError, merge
+from ttt.resume import ResumeMismatch
+from ttt.run import RunFailed, run
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["66e6c45b", "00576224"]  # small grids: TTT samples fit 512 tokens
+BIG = "009d5c81"  # 14x14 grids: no TTT sample fits 512 tokens
+
+
+def tiny(model_dir, task_ids=SMALL):
+    return [
+        f"model.name_or_path={model_dir}", "model.format=compact", "ttt.max_examples=2", "ttt.epochs=1",
+        "ttt.lora.rank=4", "ttt.lr=1e-3", "data.max_seq_len=512", "inference.max_new_tokens=20",
+        "inference.transforms=[identity]", "trainer.progress_bar=false", f"data.task_ids=[{','.join(task_ids)}]",
+    ]  # fmt: skip
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def run_in(out_dir, model_dir, *overrides, task_ids=SMALL):
+    return run(config(*tiny(model_dir, task_ids), f"paths.output_dir={out_dir}", *overrides))
+
+
+def read(path):
+    return json.loads(Path(path).read_text())
+
+
+def test_ttt_failing_on_every_task_fails_the_run_after_writing_what_it_has(tiny_model_dir, tmp_path):
+    with pytest.raises(RunFailed, match="TTT failed on all 1 tasks"):
+        run_in(tmp_path, tiny_model_dir, task_ids=[BIG])
+    assert read(tmp_path / "run.json")["status"] == "failed"
+    metrics = read(tmp_path / "metrics.json")  # the base model's predictions, labelled as such
+    assert metrics["ttt_done"] == 0 and metrics["ttt_failed"] == 1
+    assert "no TTT examples" in metrics["ttt_errors"][BIG]
+
+
+def test_a_partial_failure_names_the_tasks_that_fell_back_and_why(tiny_model_dir, tmp_path, capsys):
+    metrics = run_in(tmp_path, tiny_model_dir, task_ids=[BIG, SMALL[0]])
+    assert metrics["ttt_done"] == 1 and list(metrics["ttt_errors"]) == [BIG]
+    assert read(tmp_path / "run.json")["status"] == "finished"
+    out = capsys.readouterr().out
+    assert f"TTT on 1 of 2 tasks; TTT FAILED, base model predicted: {BIG} (ValueError: task(s) {BIG}: no TTT" in out
+    rows = {r["task_id"]: r for r in read(tmp_path / "results.json")}
+    assert rows[BIG]["ttt_status"] == "failed" and "no TTT examples" in rows[BIG]["ttt_error"]
+    assert read(tmp_path / BIG / "predictions.json")["note"] == "base model: no adapter"
+
+
+def test_resume_refuses_finished_tasks_made_with_other_settings_unless_told(tiny_model_dir, tmp_path, caplog):
+    first = run_in(tmp_path, tiny_model_dir, task_ids=SMALL[:1])
+    made = read(tmp_path / SMALL[0] / "ttt.json")
+    assert made["settings"]["ttt.lr"] == 1e-3
+
+    again = run_in(tmp_path, tiny_model_dir, task_ids=SMALL[:1])  # same settings: kept, not redone
+    assert read(tmp_path / SMALL[0] / "ttt.json") == made and again["score"] == first["score"]
+
+    with pytest.raises(ResumeMismatch) as refused:
+        run_in(tmp_path, tiny_model_dir, "ttt.lr=2e-3", "seed=1", task_ids=SMALL[:1])
+    message = str(refused.value)
+    assert "ttt.lr: 0.001 -> 0.002" in message and "seed: 0 -> 1" in message and SMALL[0] in message
+    assert "resume=redo" in message and read(tmp_path / SMALL[0] / "ttt.json") == made  # nothing touched
+
+    run_in(tmp_path, tiny_model_dir, "ttt.lr=2e-3", "resume=force", task_ids=SMALL[:1])
+    assert read(tmp_path / SMALL[0] / "ttt.json") == made
+    assert "resume=force: keeping 1 task(s)" in caplog.text
+
+    run_in(tmp_path, tiny_model_dir, "ttt.lr=2e-3", "resume=redo", task_ids=SMALL[:1])
+    redone = read(tmp_path / SMALL[0] / "ttt.json")
+    assert redone["settings"]["ttt.lr"] == 2e-3 and redone["ttt_nll"] != made["ttt_nll"]  # a larger step
+    prediction = read(tmp_path / SMALL[0] / "predictions.json")
+    assert prediction["settings"]["ttt.lr"] == 2e-3  # predicted again, by the new adapter
+
+    launches = sorted(p.name for p in (tmp_path / "configs").iterdir())
+    assert launches == ["launch-1.yaml", "launch-2.yaml", "launch-3.yaml", "launch-4.yaml"]  # none overwritten
+    assert "lr: 0.002" in (tmp_path / "configs" / "launch-4.yaml").read_text()
+
+
+def test_resume_checks_inference_settings_too(tiny_model_dir, tmp_path):
+    run_in(tmp_path, tiny_model_dir, "ttt.enabled=false", task_ids=SMALL[:1])
+    with pytest.raises(ResumeMismatch, match=r"inference.transforms: \['identity'\] -> \['identity', 'rot90'\]"):
+        run_in(tmp_path, tiny_model_dir, "ttt.enabled=false", "inference.transforms=[identity,rot90]", task_ids=SMALL[:1])
+
+
+def shard_dir(path, shard, num_shards, task_ids, status="finished", lr=1e-3, results=True):
+    """A shard's outputs as a run leaves them (run.json, results.json, submission.json)."""
+    path.mkdir(parents=True)
+    settings = {"data.shard": shard, "ttt.lr": lr, "paths.output_dir": str(path)}
+    job = {"status": status, "shard": shard, "num_shards": num_shards, "task_ids": task_ids, "settings": settings}
+    (path / "run.json").write_text(json.dumps(job))
+    if results:
+        rows = [{"task_id": t, "score": 1.0, "vote_score": 1.0, "oracle": 1.0, "view_accuracy": 1.0,
+                 "all_solved": True, "ttt_status": "done", "ttt_seconds": 1.0, "seconds": 1.0, "predicted": True} for t in task_ids]  # fmt: skip
+        (path / "results.json").write_text(json.dumps(rows))
+        (path / "submission.json").write_text(json.dumps({t: [] for t in task_ids}))
+    return path
+
+
+def test_merge_refuses_a_missing_shard_unless_partial_is_allowed(tmp_path):
+    first = shard_dir(tmp_path / "0", 0, 2, ["a", "c"])
+    with pytest.raises(MergeError, match=r"shard\(s\) \[1\] of 2 not given"):
+        merge([first], tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+    assert merge([first], tmp_path / "merged", allow_partial=True)["num_tasks"] == 2
+
+
+def test_merge_names_unfinished_shards_missing_tasks_and_other_settings(tmp_path):
+    done = shard_dir(tmp_path / "0", 0, 2, ["a", "c"])
+    killed = shard_dir(tmp_path / "1", 1, 2, ["b", "d"], status="interrupted")
+    (killed / "results.json").write_text(json.dumps(read(done / "results.json")[:0]))
+    with pytest.raises(MergeError) as refused:
+        merge([done, killed], tmp_path / "merged")
+    assert "shard 1 is interrupted, not finished" in str(refused.value)
+    assert "2 task(s) missing from its results: b, d" in str(refused.value)
+
+    other = shard_dir(tmp_path / "other", 1, 2, ["b", "d"], lr=5e-5)
+    with pytest.raises(MergeError, match="was run with other settings than .*: ttt.lr 0.001 vs 5e-05"):
+        merge([done, other], tmp_path / "merged", allow_partial=True)  # never combined, even partially
+    twice = shard_dir(tmp_path / "again", 0, 2, ["a", "c"])
+    with pytest.raises(MergeError, match="shard 0 given more than once"):
+        merge([done, twice], tmp_path / "merged", allow_partial=True)
+
+
+def test_the_adapter_is_saved_before_inference_so_an_inference_error_keeps_it(tiny_model_dir, tmp_path, monkeypatch):
+    from ttt.inference.predictor import Predictor
+
+    def broken(self, model, tasks, note=None):
+        assert (tmp_path / SMALL[0] / "adapter_model.safetensors").is_file()  # already saved
+        raise RuntimeError("inference broke")
+
+    monkeypatch.setattr(Predictor, "predict", broken)
+    with pytest.raises(RuntimeError, match="inference broke"):
+        run_in(tmp_path, tiny_model_dir, task_ids=SMALL[:1])
+    assert (tmp_path / SMALL[0] / "adapter_config.json").is_file()
+    assert read(tmp_path / "run.json")["status"] == "failed"
+    assert not list(tmp_path.glob(f"{SMALL[0]}/.adapter.*"))  # no temporary folder left behind
+
+
+def train_py_until(out_dir, model_dir, stop, sig):
+    """Start train.py; once `stop(out_dir)` holds, send `sig`; return the finished process."""
+    process = subprocess.Popen(
+        [sys.executable, "train.py", *tiny(model_dir, THREE), f"hydra.run.dir={out_dir}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    deadline = time.time() + 600
+    while not stop(out_dir) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=600)
+    return process.returncode, stdout, stderr
+
+
+THREE = ["66e6c45b", "00576224", "be03b35f"]
+
+
+def first_task_predicted(out_dir):
+    return (Path(out_dir) / THREE[0] / "predictions.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_killed_run_resumes_to_the_same_outputs_and_sigterm_writes_what_is_finished(sig, tiny_model_dir, tmp_path):
+    clean = subprocess.run(
+        [sys.executable, "train.py", *tiny(tiny_model_dir, THREE), f"hydra.run.dir={tmp_path / 'clean'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert clean.returncode == 0, clean.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    code, stdout, stderr = train_py_until(killed, tiny_model_dir, first_task_predicted, sig)
+    if sig == signal.SIGTERM:
+        assert code == 143, stderr[-3000:]
+        job = read(killed / "run.json")
+        assert job["status"] == "interrupted" and job["task_ids"] == sorted(THREE)
+        finished = [r["task_id"] for r in read(killed / "results.json")]
+        assert THREE[0] in finished and len(finished) < 3  # what finished, nothing made up
+        assert set(read(killed / "submission.json")) == set(finished)
+        assert "SIGTERM: writing what is finished" in stdout
+    else:
+        assert code == -signal.SIGKILL
+
+    resumed = subprocess.run(
+        [sys.executable, "train.py", *tiny(tiny_model_dir, THREE), f"hydra.run.dir={killed}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert read(killed / "run.json")["status"] == "finished"
+    assert (killed / "submission.json").read_text() == (tmp_path / "clean" / "submission.json").read_text()
+    for task in THREE:
+        assert (killed / task / "adapter_model.safetensors").read_bytes() == (
+            tmp_path / "clean" / task / "adapter_model.safetensors"
+        ).read_bytes()
+
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_one_tiny_step(experiment, tiny_model_dir, tmp_path):
+    if experiment == "qlora":  # 4-bit weights need bitsandbytes on a CUDA GPU: refused at once without one
+        if torch.cuda.is_available():
+            pytest.skip("a CUDA GPU is here: QLoRA would really load")
+        with pytest.raises(RuntimeError, match="model.quantization=4bit .* needs a CUDA GPU"):
+            run_in(tmp_path, tiny_model_dir, f"experiment={experiment}", task_ids=SMALL[:1])
+        return
+    metrics = run_in(tmp_path, tiny_model_dir, f"experiment={experiment}", task_ids=SMALL[:1])
+    assert metrics["num_tasks"] == 1 and metrics["not_predicted"] == 0
+    assert read(tmp_path / "run.json")["status"] == "finished"

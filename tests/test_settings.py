@@ -1,0 +1,115 @@
+"""Typed settings: every bad value is refused, naming the key, before any task or model loads."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import ttt.run as run_module
+from ttt.knobs import SettingsError, build, flatten
+from ttt.model.lora import LoraSettings
+from ttt.settings import InferenceSettings, RunSettings, TTTSettings
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+# (override, what the message must say): the values a new user tried on main before these settings
+BAD = [
+    ("inference.selection=pov", "inference.selection='pov': choose one of: vote, poe"),
+    ("inference.voting=flatt", "inference.voting='flatt': choose one of: hierarchical, flat"),
+    ("inference.transforms=[identity,rot45]", "'rot45' is not one of: identity, rot90"),
+    ("ttt.lr=-1", "ttt.lr=-1: must be > 0"),
+    ("ttt.batch_size=0", "ttt.batch_size=0: must be >= 1"),
+    ("ttt.augmenters=[bogus]", "ttt.augmenters=['bogus']: 'bogus' is not one of: registered augmenters"),
+    ("ttt.augmenters=[rot90+bogus]", "'rot90+bogus' is not one of"),
+    ("data.max_seq_len=10", "data.max_seq_len=10: must be >= 64"),
+    ("ttt.mode=bogus", "ttt.mode='bogus': choose one of: in_context, direct"),
+    ("ttt.adapter=bogus", "ttt.adapter='bogus': choose one of: per_task, shared"),
+    ("ttt.lora.rank=0", "ttt.lora.rank=0: must be >= 1"),
+    ("model.name_or_path=/nonexistent", "model.name_or_path='/nonexistent': no such file or directory"),
+    ("stage=tt", "stage='tt': choose one of: ttt, finetune"),
+    ("model.dtype=fp8", "model.dtype='fp8': choose one of: bf16, fp32, fp16"),
+    ("model.format=json", "model.format='json': choose one of: compact, paper"),
+    ("trainer.precision=half", "trainer.precision='half': choose one of:"),
+    ("ttt.warmup_fraction=1.5", "ttt.warmup_fraction=1.5: must be < 1"),
+    ("ttt.epochs=two", "ttt.epochs='two': must be a whole number, not str"),
+    ("ttt.enabled=maybe", "ttt.enabled='maybe': must be true or false"),
+    ("data.shard=2", "data.shard=2: must be < num_shards=1"),
+    ("data.dataset=arc-agi-3", "data.dataset='arc-agi-3': choose one of: arc-agi-1, arc-agi-2"),
+    ("data.task_dir=/no/such/dir", "data.task_dir='/no/such/dir': no such directory"),
+    ("+ttt.learning_rate=1e-4", "ttt.learning_rate: unknown key; TTTSettings has: enabled, adapter"),
+    ("ttt.priority=[translate]", "ttt.priority=['translate']: ['translate'] not in ttt.augmenters"),
+    ("finetune.apply_to=[inputs]", "finetune.apply_to=['inputs']: 'inputs' is not one of: both, input, output"),
+    ("resume=yes", "resume='yes': choose one of: check, redo, force"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD, ids=[b[0] for b in BAD])
+def test_a_bad_value_is_refused_before_any_task_or_model_loads(override, message, tmp_path, monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the run went past its settings")
+
+    monkeypatch.setattr(run_module, "load_model", must_not_run)
+    monkeypatch.setattr(run_module, "load_tasks", must_not_run)
+    with pytest.raises(SettingsError) as refused:
+        run_module.run(config(override, f"paths.output_dir={tmp_path}"))
+    assert message in str(refused.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_every_bad_key_is_listed_at_once():
+    with pytest.raises(SettingsError) as refused:
+        RunSettings.from_config(config("ttt.lr=0", "ttt.mode=x", "inference.top_k=0"))
+    assert len(refused.value.problems) == 3
+    assert str(refused.value).startswith("3 bad setting(s), nothing was run:")
+
+
+def test_train_py_refuses_a_bad_value_with_the_key_and_a_non_zero_exit(train_py, tmp_path):
+    result = train_py("ttt.lr=-1", "inference.selection=pov", f"hydra.run.dir={tmp_path}", timeout=120)
+    assert result.returncode == 1
+    assert "error: 2 bad setting(s), nothing was run:" in result.stderr
+    assert "ttt.lr=-1: must be > 0" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run.json").exists()  # refused before the run began
+
+
+def test_the_shipped_configs_build():
+    settings = RunSettings.from_config(config())
+    assert settings.ttt.lora == LoraSettings(rank=16, alpha=32.0)  # the 135m recipe
+    assert settings.inference.max_seq_len == settings.data.max_seq_len == 1024  # inference reads data's
+    paper = RunSettings.from_config(config("model=135m_paper"))
+    assert (paper.ttt.lr, paper.ttt.lora.rank, paper.ttt.lora.alpha) == (5e-5, 128, 16.0)  # METHOD.md
+
+
+@pytest.mark.parametrize("model", ["135m", "135m_paper", "1b", "3b", "8b"])
+@pytest.mark.parametrize("stage", ["ttt", "finetune"])
+def test_every_model_builds_for_both_stages(model, stage):
+    RunSettings.from_config(config(f"model={model}", f"stage={stage}"))
+
+
+def test_defaults_are_the_papers():
+    ttt, inference = TTTSettings(), InferenceSettings()
+    assert (ttt.lr, ttt.epochs, ttt.batch_size, ttt.max_examples, ttt.warmup_fraction) == (5e-5, 2, 2, 250, 0.1)
+    assert (ttt.lora.rank, ttt.lora.alpha, ttt.loss, ttt.mode, len(ttt.augmenters)) == (128, 16, "demonstrations", "in_context", 23)
+    assert (inference.permutations, inference.voting, inference.top_k, len(inference.transforms)) == (2, "hierarchical", 3, 7)
+
+
+def test_settings_are_frozen_and_flatten_to_dotted_keys():
+    settings = RunSettings.from_config(config())
+    with pytest.raises(AttributeError):
+        settings.ttt.lr = 1.0  # type: ignore[misc]
+    flat = settings.flat()
+    assert flat["ttt.lora.rank"] == 16 and flat["inference.transforms"][0] == "identity"
+    assert flatten(LoraSettings()) == {"rank": 128, "alpha": 16, "dropout": 0.0, "rslora": False,
+                                       "target_modules": list(LoraSettings().target_modules)}  # fmt: skip
+
+
+def test_build_takes_defaults_for_missing_keys_and_coerces_lists_and_ints():
+    built = build(LoraSettings, {"alpha": 8, "target_modules": ["q_proj"]}, "ttt.lora.")
+    assert built == LoraSettings(alpha=8.0, target_modules=("q_proj",)) and isinstance(built.alpha, float)
+    with pytest.raises(SettingsError, match=r"ttt.lora.target_modules=\[\]: name at least one module"):
+        build(LoraSettings, {"target_modules": []}, "ttt.lora.")

@@ -223,3 +223,19 @@ def test_every_experiment_runs_one_tiny_step(experiment, tiny_model_dir, tmp_pat
     metrics = run_in(tmp_path, tiny_model_dir, f"experiment={experiment}", task_ids=SMALL[:1])
     assert metrics["num_tasks"] == 1 and metrics["not_predicted"] == 0
     assert read(tmp_path / "run.json")["status"] == "finished"
+
+
+def test_finetuning_refuses_to_resume_a_checkpoint_made_with_other_settings(tiny_model_dir, tmp_path):
+    stage = [
+        "stage=finetune", f"model.name_or_path={tiny_model_dir}", "model.format=compact", "logger=none",
+        "finetune.train_sets=[arc-agi-1/training]", "finetune.limit_tasks=4", "finetune.copies=1",
+        "finetune.max_seq_len=512", "finetune.max_steps=2", "finetune.effective_batch_size=2",
+        "finetune.checkpoint_every_n_steps=1", "trainer.progress_bar=false", f"paths.output_dir={tmp_path}",
+    ]  # fmt: skip
+    run(config(*stage))
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert read(tmp_path / "run.json")["status"] == "finished"
+    with pytest.raises(ResumeMismatch, match=r"finetune.lr: 2e-05 -> 0.001"):
+        run(config(*stage, "finetune.lr=1e-3"))
+    record = run(config(*stage, "finetune.lr=1e-3", "resume=redo"))  # starts again
+    assert record["resumed_from"] is None and record["global_step"] == 2

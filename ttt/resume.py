@@ -6,6 +6,7 @@ compares them with this run's, per `resume`:
 - `check` (default): refuse, naming the keys that differ (old -> new) and the tasks they concern;
 - `redo`: delete those tasks' records and predictions, so they are adapted and predicted again;
 - `force`: keep them as they are (the run's outputs then mix settings; the log says which).
+The fine-tuning stage's checkpoint is checked the same way against its `run.json`.
 Each launch's composed config is kept as `configs/launch-N.yaml`.
 """
 
@@ -16,7 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ttt.outputs import CONFIGS_DIR, PREDICTIONS, SHARED, TTT_RECORD, read_json, write_text_atomic
+from ttt.outputs import (
+    CHECKPOINT_DIR, CONFIGS_DIR, PREDICTIONS, RUN_RECORD, SHARED, TTT_RECORD, read_json, write_text_atomic,
+)  # fmt: skip
 from ttt.settings import RunSettings, differences
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,30 @@ def check(out_dir: Path, task_ids: Sequence[str], settings: RunSettings) -> None
         "Use a new output directory (hydra.run.dir=...), or resume=redo to redo those tasks, "
         "or resume=force to keep them as they are."
     )
+
+
+def check_checkpoint(out_dir: Path, settings: RunSettings) -> None:
+    """The fine-tuning stage resumes from `checkpoints/last.ckpt` only if the settings that made it
+    (in `run.json`) are this run's: refused, redone (the checkpoint deleted) or kept per `resume`."""
+    checkpoint = out_dir / CHECKPOINT_DIR / "last.ckpt"
+    job = read_json(out_dir / RUN_RECORD)
+    if not settings.finetune.resume or not checkpoint.is_file() or job is None:
+        return
+    made = {k: v for k, v in job["settings"].items() if k in settings.affecting_finetuning()}
+    diff = differences(made, settings.affecting_finetuning())
+    if not diff:
+        return
+    summary = describe({checkpoint.parent: diff})
+    if settings.resume == "redo":
+        checkpoint.unlink()
+        log.warning("resume=redo: fine-tuning starts again (the checkpoint's settings differ):\n%s", summary)
+    elif settings.resume == "force":
+        log.warning("resume=force: resuming a checkpoint made with other settings:\n%s", summary)
+    else:
+        raise ResumeMismatch(
+            f"{checkpoint} was made with other settings:\n{summary}\nUse a new output directory, or resume=redo "
+            "to start again, or resume=force to resume it anyway."
+        )
 
 
 def describe(found: dict[Path, dict[str, tuple[Any, Any]]]) -> str:

@@ -52,7 +52,10 @@ def run(cfg: DictConfig) -> dict | None:
     try:
         with _sigterm_raises():
             if settings.stage == "finetune":
-                metrics = run_finetune(settings, wandb_run)
+                resume.check_checkpoint(out_dir, settings)
+                resume.keep_config(out_dir, OmegaConf.to_yaml(cfg))
+                with _job(out_dir, _job_record(settings, [])):
+                    metrics = run_finetune(settings, wandb_run)
             else:
                 metrics = run_ttt(settings, out_dir, wandb_run, OmegaConf.to_yaml(cfg))
     except Interrupted:
@@ -79,29 +82,20 @@ def run_ttt(settings: RunSettings, out_dir: Path, wandb_run: WandbRun | None, co
         raise ValueError(f"no tasks selected ({len(loaded.errors)} skipped as invalid): check the data settings")
     resume.check(out_dir, [t.id for t in tasks], settings)
     resume.keep_config(out_dir, config_yaml)
-    job = _job_record(settings, tasks)
-    write_json_atomic(out_dir / RUN_RECORD, job)
     print(f"{len(tasks)} tasks selected ({len(loaded.errors)} skipped as invalid); output: {out_dir}")
-    try:
-        metrics = _adapt_and_predict(settings, tasks, out_dir, wandb_run)
-    except Interrupted:
-        print(f"SIGTERM: writing what is finished under {out_dir} and stopping")
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the writing short
-        _write_finished(settings, tasks, out_dir)
-        write_json_atomic(out_dir / RUN_RECORD, {**job, "status": "interrupted", "ended": _now()})
-        raise
-    except BaseException as error:
-        write_json_atomic(out_dir / RUN_RECORD, {**job, "status": "failed", "ended": _now(), "error": repr(error)})
-        raise
-    asked = settings.ttt.enabled
-    failed_all = asked and metrics is not None and metrics.get("ttt_done") == 0
-    status = "failed" if failed_all else "finished"
-    write_json_atomic(out_dir / RUN_RECORD, {**job, "status": status, "ended": _now()})
-    if failed_all:
-        raise RunFailed(
-            f"TTT failed on all {len(tasks)} tasks (each task's error is in <task>/ttt.json and results.json; "
-            f"the scores above are the base model's): {out_dir}"
-        )
+    with _job(out_dir, _job_record(settings, tasks)):
+        try:
+            metrics = _adapt_and_predict(settings, tasks, out_dir, wandb_run)
+        except Interrupted:
+            print(f"SIGTERM: writing what is finished under {out_dir} and stopping")
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the writing short
+            _write_finished(settings, tasks, out_dir)
+            raise
+        if settings.ttt.enabled and metrics is not None and metrics.get("ttt_done") == 0:
+            raise RunFailed(
+                f"TTT failed on all {len(tasks)} tasks (each task's error is in <task>/ttt.json and results.json; "
+                f"the scores above are the base model's): {out_dir}"
+            )
     return metrics
 
 
@@ -170,6 +164,22 @@ def _job_record(settings: RunSettings, tasks: list[Task]) -> dict:
         "started": _now(),
         "settings": settings.flat(),
     }
+
+
+@contextlib.contextmanager
+def _job(out_dir: Path, record: dict) -> Iterator[None]:
+    """`run.json` says `running` within the block, then how it ended: finished, failed (with the
+    error) or interrupted."""
+    write_json_atomic(out_dir / RUN_RECORD, record)
+    try:
+        yield
+    except Interrupted:
+        write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "interrupted", "ended": _now()})
+        raise
+    except BaseException as error:
+        write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "failed", "ended": _now(), "error": str(error)})
+        raise
+    write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "finished", "ended": _now()})
 
 
 def _now() -> str:

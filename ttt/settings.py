@@ -250,6 +250,13 @@ class RunSettings:
                 "data.max_seq_len", "trainer.precision", "ttt.")  # fmt: skip
         return {k: v for k, v in self.flat().items() if k.startswith(keep) and k != "ttt.enabled"}
 
+    def affecting_finetuning(self) -> dict[str, Any]:
+        """The settings a fine-tuning checkpoint depends on (resuming it with others mixes two runs)."""
+        keep = ("seed", "model.name_or_path", "model.dtype", "model.format", "trainer.precision", "trainer.devices",
+                "trainer.num_nodes", "finetune.")  # fmt: skip
+        skip = ("finetune.resume", "finetune.checkpoint_every_n_steps")
+        return {k: v for k, v in self.flat().items() if k.startswith(keep) and k not in skip}
+
     def affecting_predictions(self) -> dict[str, Any]:
         """... and what its predictions depend on besides (batch size only changes the speed)."""
         keep = {k: v for k, v in self.flat().items() if k.startswith("inference.")}

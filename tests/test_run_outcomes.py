@@ -239,3 +239,14 @@ def test_finetuning_refuses_to_resume_a_checkpoint_made_with_other_settings(tiny
         run(config(*stage, "finetune.lr=1e-3"))
     record = run(config(*stage, "finetune.lr=1e-3", "resume=redo"))  # starts again
     assert record["resumed_from"] is None and record["global_step"] == 2
+
+
+def test_tasks_adapted_with_inference_off_are_predicted_later_by_their_own_adapter(tiny_model_dir, tmp_path):
+    run_in(tmp_path, tiny_model_dir, "inference.enabled=false", task_ids=SMALL[:1])
+    assert not (tmp_path / SMALL[0] / "predictions.json").exists()
+    run_in(tmp_path, tiny_model_dir, task_ids=SMALL[:1])  # TTT skipped (same settings); predicted now
+    later = read(tmp_path / SMALL[0] / "predictions.json")
+    assert later["note"] == "its adapter, saved by an earlier launch"
+    run_in(tmp_path / "straight", tiny_model_dir, task_ids=SMALL[:1])
+    straight = read(tmp_path / "straight" / SMALL[0] / "predictions.json")
+    assert later["heldout"] == straight["heldout"] and later["tests"] == straight["tests"]  # the same adapter

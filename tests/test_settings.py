@@ -113,3 +113,16 @@ def test_build_takes_defaults_for_missing_keys_and_coerces_lists_and_ints():
     assert built == LoraSettings(alpha=8.0, target_modules=("q_proj",)) and isinstance(built.alpha, float)
     with pytest.raises(SettingsError, match=r"ttt.lora.target_modules=\[\]: name at least one module"):
         build(LoraSettings, {"target_modules": []}, "ttt.lora.")
+
+
+def test_a_sweep_objective_must_be_a_number_the_run_returns(tmp_path):
+    from ttt.outputs import METRIC_KEYS
+    from ttt.report import metrics_from_rows, summarize_adaptation
+
+    with pytest.raises(SettingsError, match="objective='ttt_nl': choose one of: num_tasks"):
+        RunSettings.from_config(config("objective=ttt_nl"))
+    row = {"task_id": "t", "score": 1.0, "vote_score": 1.0, "all_solved": True, "oracle": 1.0, "view_accuracy": 1.0,
+           "ttt_status": "done", "ttt_seconds": 1.0, "seconds": 1.0, "predicted": True}  # fmt: skip
+    record = {"task_id": "t", "status": "done", "seconds": 1.0, "base_nll": 1.0, "ttt_nll": 0.5}
+    returned = set(metrics_from_rows([row])) | set(summarize_adaptation([record], tmp_path))
+    assert returned - {"ttt_errors"} == set(METRIC_KEYS)  # every key a run returns can be an objective

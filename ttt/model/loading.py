@@ -79,10 +79,13 @@ def load_model(
     device: str = "cpu",
     attn_implementation: str | None = None,
     quantization: str | None = None,
+    adapter: str | None = None,
 ) -> tuple[Any, torch.nn.Module]:
     """(tokenizer, causal LM) on `device` in `dtype` (bf16 | fp32 | fp16), in eval mode.
 
     `quantization="4bit"` loads the base model in 4-bit NF4 for QLoRA (CUDA + bitsandbytes only).
+    `adapter`: a PEFT LoRA adapter directory (e.g. a fine-tuning stage's `adapter/`), merged into
+    the weights, so the result is a plain model that TTT adds its own LoRA to.
     """
     from transformers import AutoModelForCausalLM
 
@@ -96,6 +99,10 @@ def load_model(
     model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **kwargs, **quantization_kwargs)
     if "gguf_file" in kwargs:
         _forget_gguf_quantization(model)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     if not quantization_kwargs:  # a quantised model is placed by device_map
         model.to(device)
     model.eval()

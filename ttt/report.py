@@ -239,7 +239,7 @@ def ttt_line(metrics: dict) -> str:
     """How many tasks TTT adapted, and which fell back to the base model, and why."""
     done, failed = metrics.get("ttt_done", 0), metrics.get("ttt_failed", 0)
     if not done and not failed:
-        return "no TTT: every task predicted by the base model"
+        return "no TTT: every task predicted without adaptation"
     line = f"TTT on {done} of {metrics['num_tasks']} tasks"
     if failed:
         errors = metrics.get("ttt_errors") or {}

@@ -119,8 +119,9 @@ def summarize_adaptation(records: Sequence[dict], out_dir: str | Path) -> dict:
         "ttt_seconds_per_task": round(statistics.fmean(r["seconds"] for r in records), 1) if records else None,
     }
     write_json_atomic(Path(out_dir) / METRICS, metrics)
+    print(ttt_line(metrics))
     print(
-        f"TTT on {metrics['ttt_done']} of {len(records)} tasks; held-out NLL per token: {metrics['base_nll']} before TTT -> {metrics['ttt_nll']} after; lowered on "
+        f"held-out NLL per token: {metrics['base_nll']} before TTT -> {metrics['ttt_nll']} after; lowered on "
         f"{metrics['nll_lowered']} of {metrics['nll_measured']} tasks; {metrics['ttt_seconds_per_task']} s TTT per task"
     )
     return metrics

@@ -77,8 +77,8 @@ def check_checkpoint(out_dir: Path, settings: RunSettings) -> None:
     job = read_json(out_dir / RUN_RECORD)
     if not settings.finetune.resume or not checkpoint.is_file() or job is None:
         return
-    made = {k: v for k, v in job["settings"].items() if k in settings.affecting_finetuning()}
-    diff = differences(made, settings.affecting_finetuning())
+    wanted = settings.affecting_finetuning()
+    diff = differences({k: v for k, v in job["settings"].items() if k in wanted}, wanted)
     if not diff:
         return
     summary = describe({checkpoint.parent: diff})

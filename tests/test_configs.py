@@ -13,13 +13,14 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 PAPER = {
     "135m": (3.5e-4, 2, 48, "compact", "fp32", "cpu", 1024),  # the searched small-model recipe
     "135m_paper": (5e-5, 1, 16, "compact", "fp32", "cpu", 1024),  # the paper's recipe, CPU budget
+    "135m_arc": (3.5e-4, 2, 48, "compact", "fp32", "cpu", 1024),  # the small-model recipe from the shipped fine-tuning
     "1b": (5e-5, 2, 250, "paper", "bf16", "gpu", 8192),
     "3b": (5e-5, 2, 250, "paper", "bf16", "gpu", 8192),
     "8b": (1e-4, 2, 250, "paper", "bf16", "gpu", 8192),
 }
 # model -> (LoRA rank, alpha, warm-up fraction, warm-up from lr 0, batch size, augmenters); paper: 128, 16, 0.1, yes, 2, 23
 RECIPE = {model: (128, 16, 0.1, True, 2, 23) for model in PAPER}
-RECIPE["135m"] = (16, 32, 0.0, True, 2, 6)
+RECIPE["135m"] = RECIPE["135m_arc"] = (16, 32, 0.0, True, 2, 6)
 # experiment -> the resolved values it must set
 EXPECTED = {
     "full_ttt": {},
@@ -33,6 +34,8 @@ EXPECTED = {
     "voting_identity": {"inference.transforms": ["identity"]},
     "voting_hierarchical": {"inference.voting": "hierarchical", "inference.selection": "vote"},
     "poe": {"inference.selection": "poe"},
+    "finetune_embedded_arc": {"stage": "finetune", "finetune.method": "lora", "finetune.ship_as": "embedded-arc",
+                              "finetune.max_steps": 240, "finetune.lr": 1e-3, "finetune.lora.rank": 16},
 }
 DEFAULTS = {
     "ttt.augmenters": None, "ttt.mode": "in_context", "ttt.adapter": "per_task", "ttt.loss": "demonstrations",
@@ -68,7 +71,7 @@ def test_model_and_experiment_compose_to_the_expected_values(model, experiment):
     assert (cfg.ttt.lora.rank, cfg.ttt.lora.alpha, cfg.ttt.lora.dropout, cfg.ttt.lora.rslora) == (rank, alpha, 0.0, False)
     assert (cfg.ttt.warmup_fraction, cfg.ttt.warmup_from_zero, cfg.ttt.batch_size) == (warmup, from_zero, batch_size)
     assert cfg.ttt.weight_decay == 0.01
-    for key, default in DEFAULTS.items():
+    for key, default in {**DEFAULTS, **EXPECTED[experiment]}.items():
         expected = EXPECTED[experiment].get(key, default)
         if expected is not None:
             assert value(cfg, key) == expected, key

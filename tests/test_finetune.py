@@ -232,10 +232,19 @@ def test_wandb_offline_run_has_the_finetuning_loss_curve(tiny_model_dir, tmp_pat
     assert any("train/tokens_per_s" in row for row in history)
 
 
-def test_lora_finetuning_measures_held_out_tasks_and_ships_an_adapter_that_merges_back(tiny_model_dir, tmp_path, tokenizer):
+def test_lora_finetuning_measures_held_out_tasks_and_ships_an_adapter_that_merges_back(
+    tiny_model_dir, tmp_path, tokenizer, monkeypatch
+):
+    import ttt.model.loading
+    import ttt.model.ship_adapter
+
+    shipped = tmp_path / "shipped"  # instead of ttt/model/adapters/
+    monkeypatch.setattr(ttt.model.ship_adapter, "SHIPPED_ADAPTERS", shipped)
+    monkeypatch.setattr(ttt.model.loading, "SHIPPED_ADAPTERS", shipped)
     held_out = ["6150a2bd", "5582e5ca"]  # small ARC-AGI-1 training tasks
     cfg = ft_config(tiny_model_dir, tmp_path, **{"finetune.method": "lora", "finetune.max_steps": 4,
-                    "finetune.holdout_task_ids": f"[{','.join(held_out)}]", "finetune.heldout_every_n_steps": 2})  # fmt: skip
+                    "finetune.holdout_task_ids": f"[{','.join(held_out)}]", "finetune.heldout_every_n_steps": 2,
+                    "finetune.ship_as": "tiny-arc"})  # fmt: skip
     tasks, excluded, forbidden, holdout = finetune.training_tasks(cfg.finetune)
     assert [t.id for t in holdout] == held_out and set(held_out) <= set(excluded)
     assert not {t.id for t in tasks} & set(held_out)
@@ -252,6 +261,21 @@ def test_lora_finetuning_measures_held_out_tasks_and_ships_an_adapter_that_merge
     ids = torch.tensor([tokenizer("0123\n4567\n").input_ids])
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, base_plus_adapter(ids).logits, atol=1e-4)
+
+    # Shipped: bf16 weights (half the size), a model card from the records, the held-out loss measured again.
+    from safetensors.torch import load_file
+
+    fp32, bf16 = (load_file(d / "adapter_model.safetensors") for d in (tmp_path / "adapter", shipped / "tiny-arc"))
+    assert fp32.keys() == bf16.keys() and {t.dtype for t in bf16.values()} == {torch.bfloat16}
+    heldout = json.loads((shipped / "tiny-arc" / "heldout.json").read_text())
+    assert heldout["num_tasks"] == 2 and sorted(heldout["samples"]) == sorted(held_out)
+    assert heldout["mean_adapted"] == pytest.approx(record["heldout_curve"][-1]["nll"], abs=0.02)  # bf16 rounding
+    assert heldout["mean_base"] == pytest.approx(record["heldout_curve"][0]["nll"], abs=1e-3)
+    card = (shipped / "tiny-arc" / "README.md").read_text()
+    assert "4 optimizer steps" in card and "model.adapter=tiny-arc" in card and "| 4 |" in card
+    _, by_name = load_model(str(tiny_model_dir), "fp32", adapter="tiny-arc")
+    with torch.no_grad():
+        assert torch.allclose(by_name(ids).logits, base_plus_adapter(ids).logits, atol=0.05)
 
 
 def test_a_missing_holdout_task_is_named(tiny_model_dir):

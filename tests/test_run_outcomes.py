@@ -213,7 +213,19 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.y
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_runs_one_tiny_step(experiment, tiny_model_dir, tmp_path):
+def test_every_experiment_runs_one_tiny_step(experiment, tiny_model_dir, tmp_path, monkeypatch):
+    if experiment == "finetune_embedded_arc":  # the fine-tuning stage, shipping into a temporary folder
+        import ttt.model.loading
+        import ttt.model.ship_adapter
+
+        monkeypatch.setattr(ttt.model.ship_adapter, "SHIPPED_ADAPTERS", tmp_path / "shipped")
+        monkeypatch.setattr(ttt.model.loading, "SHIPPED_ADAPTERS", tmp_path / "shipped")
+        tiny_ft = ("finetune.limit_tasks=4", "finetune.copies=1", "finetune.max_seq_len=512", "finetune.max_steps=1",
+                   "finetune.holdout_task_ids=[6150a2bd]", "logger=none")  # fmt: skip
+        run_in(tmp_path, tiny_model_dir, f"experiment={experiment}", *tiny_ft)
+        assert read(tmp_path / "finetune.json")["global_step"] == 1
+        assert (tmp_path / "shipped" / "embedded-arc" / "adapter_model.safetensors").is_file()
+        return
     if experiment == "qlora":  # 4-bit weights need bitsandbytes on a CUDA GPU: refused at once without one
         if torch.cuda.is_available():
             pytest.skip("a CUDA GPU is here: QLoRA would really load")

@@ -35,6 +35,7 @@ from ttt.inference.heldout import HeldOutTarget, heldout_target, measure
 from ttt.model.loading import load_model
 from ttt.model.lora import add_lora
 from ttt.model.module import TTTModule
+from ttt.model.ship_adapter import ship
 from ttt.outputs import CHECKPOINT_DIR, FINETUNE_ADAPTER_DIR, FINETUNE_MODEL_DIR, FINETUNE_RECORD, write_json_atomic
 from ttt.settings import FinetuneSettings, RunSettings, TrainerSettings
 from ttt.wandb_logging import WandbRun
@@ -199,6 +200,8 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
     }
     if trainer.is_global_zero:
         write_json_atomic(out_dir / FINETUNE_RECORD, record)
+        if ft.ship_as:
+            print(f"shipped the adapter as {ship(out_dir, ft.ship_as, settings=settings.flat())} (model.adapter={ft.ship_as})")
     print(
         f"fine-tuned {trainer.global_step} steps, {record['tokens_per_s']} tokens/s; mean loss over the first "
         f"tenth of the batches {record['first_loss']}, the last tenth {record['last_loss']}\nmodel: {model_dir} (use model.name_or_path={model_dir})"

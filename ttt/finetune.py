@@ -235,8 +235,15 @@ class HeldoutCurve(pl.Callback):
         for logger in trainer.loggers:
             logger.log_metrics({"heldout/nll": nll}, step=step)
 
+    def state_dict(self) -> dict[str, Any]:  # kept in the checkpoint: a resumed run has the whole curve
+        return {"points": self.points}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.points = list(state_dict["points"])
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._measure(trainer, pl_module)
+        if not self.points:  # a resumed run goes on with its checkpoint's curve, on the same schedule
+            self._measure(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.every_n_steps == 0:

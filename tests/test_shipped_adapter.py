@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 
 from ttt.model.loading import SHIPPED_ADAPTERS, load_model
 from ttt.model.ship_adapter import heldout_nll, training_tasks_by_id
-from ttt.settings import SettingsError
-from test_settings import settings_from
+from test_settings import config
+from ttt.settings import RunSettings, SettingsError
 
 SHIPPED = SHIPPED_ADAPTERS / "embedded-arc"
 
@@ -42,6 +42,6 @@ def test_the_shipped_adapter_merges_and_gives_its_recorded_heldout_loss():
 
 
 def test_a_shipped_adapter_is_named_and_an_unknown_name_lists_them():
-    assert settings_from("model.adapter=embedded-arc").model.adapter == "embedded-arc"
+    assert RunSettings.from_config(config("model=135m_arc")).model.adapter == "embedded-arc"
     with pytest.raises(SettingsError, match=r"model.adapter='nope'.*shipped adapters: \['embedded-arc'\]"):
-        settings_from("model.adapter=nope")
+        RunSettings.from_config(config("model.adapter=nope"))

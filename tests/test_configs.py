@@ -13,14 +13,13 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 PAPER = {
     "135m": (3.5e-4, 2, 48, "compact", "fp32", "cpu", 1024),  # the searched small-model recipe
     "135m_paper": (5e-5, 1, 16, "compact", "fp32", "cpu", 1024),  # the paper's recipe, CPU budget
-    "135m_arc": (3.5e-4, 2, 48, "compact", "fp32", "cpu", 1024),  # the small-model recipe from the shipped fine-tuning
     "1b": (5e-5, 2, 250, "paper", "bf16", "gpu", 8192),
     "3b": (5e-5, 2, 250, "paper", "bf16", "gpu", 8192),
     "8b": (1e-4, 2, 250, "paper", "bf16", "gpu", 8192),
 }
 # model -> (LoRA rank, alpha, warm-up fraction, warm-up from lr 0, batch size, augmenters); paper: 128, 16, 0.1, yes, 2, 23
 RECIPE = {model: (128, 16, 0.1, True, 2, 23) for model in PAPER}
-RECIPE["135m"] = RECIPE["135m_arc"] = (16, 32, 0.0, True, 2, 6)
+RECIPE["135m"] = (16, 32, 0.0, True, 2, 6)
 # experiment -> the resolved values it must set
 EXPECTED = {
     "full_ttt": {},
@@ -82,6 +81,7 @@ def test_model_and_experiment_compose_to_the_expected_values(model, experiment):
 def test_the_default_run_is_the_embedded_model_on_five_small_tasks():
     cfg = compose_with()
     assert cfg.model.name_or_path == "embedded" and cfg.trainer.accelerator == "cpu"
+    assert cfg.model.adapter == "embedded-arc"  # fine-tuned on ARC training tasks (issue 12); null: the base model
     assert list(cfg.data.task_ids) == ["66e6c45b", "00576224", "be03b35f", "4cd1b7b2", "ca8de6ea"]
 
 

@@ -26,7 +26,7 @@ CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 
 def ft_config(model_dir, out_dir, **overrides):
     values = {
-        "stage": "finetune", "model.name_or_path": str(model_dir), "model.format": "compact",
+        "stage": "finetune", "model.name_or_path": str(model_dir), "model.adapter": "null", "model.format": "compact",
         "finetune.train_sets": "[arc-agi-1/training]", "finetune.limit_tasks": 30, "finetune.copies": 2,
         "finetune.max_seq_len": 512, "finetune.lr": 1e-2, "finetune.max_steps": 6, "finetune.batch_size": 2,
         "finetune.effective_batch_size": 2, "finetune.checkpoint_every_n_steps": 2, "finetune.epochs": 100,

@@ -24,7 +24,7 @@ BIG = "009d5c81"  # 14x14 grids: no TTT sample fits 512 tokens
 
 def tiny(model_dir, task_ids=SMALL):
     return [
-        f"model.name_or_path={model_dir}", "model.format=compact", "ttt.max_examples=2", "ttt.epochs=1",
+        f"model.name_or_path={model_dir}", "model.adapter=null", "model.format=compact", "ttt.max_examples=2", "ttt.epochs=1",
         "ttt.lora.rank=4", "ttt.lr=1e-3", "data.max_seq_len=512", "inference.max_new_tokens=20",
         "inference.transforms=[identity]", "trainer.progress_bar=false", f"data.task_ids=[{','.join(task_ids)}]",
     ]  # fmt: skip
@@ -239,7 +239,7 @@ def test_every_experiment_runs_one_tiny_step(experiment, tiny_model_dir, tmp_pat
 
 def test_finetuning_refuses_to_resume_a_checkpoint_made_with_other_settings(tiny_model_dir, tmp_path):
     stage = [
-        "stage=finetune", f"model.name_or_path={tiny_model_dir}", "model.format=compact", "logger=none",
+        "stage=finetune", f"model.name_or_path={tiny_model_dir}", "model.adapter=null", "model.format=compact", "logger=none",
         "finetune.train_sets=[arc-agi-1/training]", "finetune.limit_tasks=4", "finetune.copies=1",
         "finetune.max_seq_len=512", "finetune.max_steps=2", "finetune.effective_batch_size=2",
         "finetune.checkpoint_every_n_steps=1", "trainer.progress_bar=false", f"paths.output_dir={tmp_path}",

@@ -85,7 +85,7 @@ def test_the_shipped_configs_build():
     assert (paper.ttt.lr, paper.ttt.lora.rank, paper.ttt.lora.alpha) == (5e-5, 128, 16.0)  # METHOD.md
 
 
-@pytest.mark.parametrize("model", ["135m", "135m_paper", "135m_arc", "1b", "3b", "8b"])
+@pytest.mark.parametrize("model", ["135m", "135m_paper", "1b", "3b", "8b"])
 @pytest.mark.parametrize("stage", ["ttt", "finetune"])
 def test_every_model_builds_for_both_stages(model, stage):
     RunSettings.from_config(config(f"model={model}", f"stage={stage}"))

@@ -42,6 +42,9 @@ def test_the_shipped_adapter_merges_and_gives_its_recorded_heldout_loss():
 
 
 def test_a_shipped_adapter_is_named_and_an_unknown_name_lists_them():
-    assert RunSettings.from_config(config("model=135m_arc")).model.adapter == "embedded-arc"
+    assert RunSettings.from_config(config()).model.adapter == "embedded-arc"  # the default
+    assert RunSettings.from_config(config("model.adapter=null")).model.adapter is None  # the base model
     with pytest.raises(SettingsError, match=r"model.adapter='nope'.*shipped adapters: \['embedded-arc'\]"):
         RunSettings.from_config(config("model.adapter=nope"))
+    with pytest.raises(SettingsError, match=r"fine-tuned for name_or_path='embedded', not '/tmp'; add model.adapter=null"):
+        RunSettings.from_config(config("model.name_or_path=/tmp"))

@@ -23,7 +23,7 @@ def train(*overrides, cwd=ROOT):
 
 def tiny(model_dir):
     return [
-        f"model.name_or_path={model_dir}", "model.format=compact", "ttt.max_examples=2", "ttt.epochs=1",
+        f"model.name_or_path={model_dir}", "model.adapter=null", "model.format=compact", "ttt.max_examples=2", "ttt.epochs=1",
         "ttt.lora.rank=4", "data.max_seq_len=512", "inference.max_new_tokens=30",
         "inference.transforms=[identity,rot90]", "trainer.progress_bar=false", f"data.task_ids={TASKS}",
     ]  # fmt: skip

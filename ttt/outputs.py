@@ -42,8 +42,8 @@ CHECKPOINT_DIR = "checkpoints"
 # The numbers a run returns (metrics.json; finetune.json for the fine-tuning stage): what
 # `objective=<key>` may hand a sweeper.
 METRIC_KEYS = (
-    "num_tasks", "num_scored", "score", "vote_score", "all_solved", "oracle", "view_accuracy", "parse_rate",
-    "base_nll", "ttt_nll", "nll_lowered", "nll_measured", "tasks_solved", "ttt_done", "ttt_failed",
+    "num_tasks", "num_scored", "score", "vote_score", "score_poe", "score_nvarc", "all_solved", "oracle", "view_accuracy", "parse_rate",
+    "answers_per_view", "base_nll", "ttt_nll", "nll_lowered", "nll_measured", "tasks_solved", "ttt_done", "ttt_failed",
     "not_predicted", "ttt_seconds", "inference_seconds", "ttt_seconds_per_task",
 )  # fmt: skip
 FINETUNE_METRIC_KEYS = ("first_loss", "last_loss", "tokens_per_s", "global_step", "num_samples")

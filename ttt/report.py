@@ -59,6 +59,9 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
             "parse_rate": round(sum(t["num_parsed"] for t in prediction["tests"]) / predicted_views, 4)
             if predicted_views else None,
             "predicted": prediction is not None and prediction.get("predicted", True),
+            # pass@2 had the attempts been chosen by the other selection rules (None: not computed)
+            **{f"score_{rule}": ((prediction or {}).get("score_by_rule") or {}).get(rule) for rule in ("poe", "nvarc")},
+            "answers_per_view": prediction.get("answers_per_view") if prediction else None,
             **{k: prediction.get(k) if prediction else None
                for k in ("score", "vote_score", "oracle", "view_accuracy", "num_views", "seconds")},
             "all_solved": None if not prediction or prediction["score"] is None else prediction["score"] == 1.0,
@@ -84,10 +87,13 @@ def metrics_from_rows(rows: Sequence[dict]) -> dict:
         "num_scored": len(scored),
         "score": _mean([r["score"] for r in scored]),  # mean official pass@2 score over scored tasks
         "vote_score": _mean([r["vote_score"] for r in scored]),  # the same with voting's attempts
+        "score_poe": _mean([r.get("score_poe") for r in scored]),  # ... with product-of-experts' (when scored)
+        "score_nvarc": _mean([r.get("score_nvarc") for r in scored]),  # ... with NVARC's ranking (when scored)
         "all_solved": _mean([float(r["all_solved"]) for r in scored]),  # the paper code's criterion
         "oracle": _mean([r["oracle"] for r in scored]),  # right answer among any candidate
         "view_accuracy": _mean([r["view_accuracy"] for r in scored]),
-        "parse_rate": _mean([r.get("parse_rate") for r in rows]),  # views whose answer parsed into a grid
+        "parse_rate": _mean([r.get("parse_rate") for r in rows]),  # answers that parsed into a grid
+        "answers_per_view": _mean([r.get("answers_per_view") for r in rows]),  # greedy: 1; dfs: 0 or more
         "base_nll": _mean([r.get("base_nll") for r in rows]),  # held-out NLL per token, before TTT
         "ttt_nll": _mean([r.get("ttt_nll") for r in rows]),  # ... after TTT
         "nll_lowered": sum((r.get("nll_drop") or 0) > 0 for r in rows),  # tasks whose held-out NLL TTT lowered

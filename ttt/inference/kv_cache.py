@@ -1,7 +1,7 @@
 """Prompts encoded once per task, and the KV-cache surgery that lets every answer reuse them.
 
-`PromptCache` runs the backbone over each distinct prompt once and keeps its KV cache and last
-hidden state: decoding starts every branch from it and product-of-experts scoring teacher-forces
+`PromptCache` runs the backbone over each distinct prompt once (several prompts in one
+left-padded batch) and keeps its KV cache and last hidden state: decoding starts every branch from it and product-of-experts scoring teacher-forces
 each candidate from it, so a view's demonstrations are never encoded twice. Call `forget()`
 between tasks (the caches belong to one model state).
 
@@ -46,12 +46,25 @@ class PromptCache:
 
     def __call__(self, prompt: Sequence[int]) -> EncodedPrompt:
         """The prompt encoded (once: later calls return the kept cache)."""
-        key = tuple(prompt)
-        if key not in self._store:
-            ids = torch.tensor([key], device=self.device)
-            hidden, cache = self.forward(ids, DynamicCache(), torch.ones_like(ids), torch.arange(len(key))[None])
-            self._store[key] = EncodedPrompt(cache, hidden[0, -1], len(key))
-        return self._store[key]
+        return self.encode([prompt])[0]
+
+    def encode(self, prompts: Sequence[Sequence[int]], batch_size: int = 8) -> list[EncodedPrompt]:
+        """The prompts encoded, those not yet kept in left-padded batches of `batch_size` (one
+        forward pass each, then split into one cache per prompt without its padding)."""
+        new = list(dict.fromkeys(tuple(p) for p in prompts if tuple(p) not in self._store))
+        for start in range(0, len(new), batch_size):
+            batch = new[start : start + batch_size]
+            width = max(map(len, batch))
+            ids = torch.tensor([[0] * (width - len(p)) + list(p) for p in batch], device=self.device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.device)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            hidden, cache = self.forward(ids, DynamicCache(), mask, positions)
+            for row, prompt in enumerate(batch):
+                pad = width - len(prompt)
+                layers = [(layer.keys[row : row + 1, :, pad:].clone(), layer.values[row : row + 1, :, pad:].clone())
+                          for layer in cache.layers]  # fmt: skip
+                self._store[prompt] = EncodedPrompt(DynamicCache(ddp_cache_data=layers), hidden[row, -1], len(prompt))
+        return [self._store[tuple(p)] for p in prompts]
 
     def forward(
         self, ids: torch.Tensor, cache: DynamicCache, mask: torch.Tensor, positions: torch.Tensor

@@ -142,7 +142,7 @@ def predict_task(
         voted, ranked = vote(predictions, test.input, settings.voting, settings.top_k)
         by_rule = {"vote": voted}
         poe_scores: dict[Grid, float] = {}
-        if settings.selection != "vote" and ranked and score is not None:
+        if settings.selection != "vote" and score is not None:  # no candidates: the fallback attempts
             rescored = ranked[: settings.poe_candidates]
             poe_scores, scorers = _product_of_experts(rescored, [p for p, _ in mine], text_format, encoder, settings, score)
             by_rule["poe"] = attempts(sorted(rescored, key=lambda c: -poe_scores[c.grid]), test.input)

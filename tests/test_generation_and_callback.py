@@ -113,6 +113,6 @@ def test_adaptation_diagnostics_reach_the_record_the_results_and_the_table(token
     assert row["nll_drop"] == pytest.approx(record.base_nll - record.ttt_nll, abs=1e-4)
     assert row["parse_rate"] == prediction["tests"][0]["num_parsed"] / prediction["tests"][0]["num_predictions"]
     assert metrics["nll_measured"] == 1 and metrics["nll_lowered"] == int(record.ttt_nll < record.base_nll)
-    assert "held-out NLL per token" in table(tmp_path) and "views parsed into a grid" in table(tmp_path)
+    assert "held-out NLL per token" in table(tmp_path) and "answers parsed into a grid" in table(tmp_path)
     csv_log = (tmp_path / "66e6c45b" / "logs" / "version_0" / "metrics.csv").read_text()
     assert "heldout/ttt_nll" in csv_log.splitlines()[0]

@@ -225,10 +225,16 @@ def table(out_dir: str | Path) -> str:
     lines.append(
         f"score {fmt(metrics['score'], '.3f')} over {metrics['num_scored']} scored of {metrics['num_tasks']} tasks "
         f"({fmt(metrics['tasks_solved'], '.1f')} solved; all-tests-solved {fmt(metrics['all_solved'], '.3f')}; "
-        f"oracle {fmt(metrics['oracle'], '.3f')}; voting alone {fmt(metrics['vote_score'], '.3f')})"
+        f"oracle {fmt(metrics['oracle'], '.3f')}; voting alone {fmt(metrics['vote_score'], '.3f')}"
+        + "".join(f"; {rule} {fmt(metrics[f'score_{rule}'], '.3f')}" for rule in ("poe", "nvarc")
+                  if metrics.get(f"score_{rule}") is not None)
+        + ")"
     )
     lines.append(ttt_line(metrics))
-    lines.append(f"views parsed into a grid: {fmt(metrics.get('parse_rate'), '.3f')}")
+    lines.append(
+        f"answers parsed into a grid: {fmt(metrics.get('parse_rate'), '.3f')}; "
+        f"answers per view: {fmt(metrics.get('answers_per_view'), '.2f')}"
+    )
     if not metrics.get("nll_measured") and metrics.get("base_nll") is not None:
         lines.append(f"held-out NLL per token (no TTT): {fmt(metrics['base_nll'], '.3f')}")
     if metrics.get("nll_measured"):

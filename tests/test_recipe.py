@@ -14,7 +14,7 @@ from ttt.arc.formats import get_format
 from ttt.arc.task import Example, Task
 from ttt.data.synthetic_tasks import TTTDataConfig, build_ttt_tasks
 from ttt.data.tokenize import SegmentTokenizer
-from ttt.inference.generation import ALPHABETS, _suppressed, single_step
+from ttt.inference.generation import ALPHABETS, suppressed_tokens, single_step
 from ttt.inference.heldout import HeldOutTarget, heldout_target, measure
 from ttt.model.lora import LoraSettings, add_lora, relative_update_norm
 from ttt.model.module import cosine_with_warmup
@@ -93,7 +93,7 @@ def test_the_cap_keeps_priority_augmenters_first():
 @pytest.mark.parametrize("text_format", ["compact", "paper"])
 def test_the_restricted_alphabet_writes_at_most_one_cell_or_row_per_token(tokenizer, text_format):
     alphabet = ALPHABETS[text_format]
-    suppressed = set(_suppressed(tokenizer, alphabet, (), len(tokenizer)))
+    suppressed = set(suppressed_tokens(tokenizer, alphabet, (), len(tokenizer)))
     allowed = [i for i in range(len(tokenizer)) if i not in suppressed]
     texts = [tokenizer.decode([i]) for i in allowed]
     assert all(t.count("\n") <= 1 and sum(c.isdigit() for c in t) <= 1 for t in texts)

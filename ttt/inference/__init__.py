@@ -1,1 +1,2 @@
-"""Augmented inference: views, batched generation, inversion, voting, product-of-experts scoring."""
+"""Augmented inference: views, the ARC decoder (cached prompts, reduced head, greedy or
+threshold search), inversion, voting and rescoring."""

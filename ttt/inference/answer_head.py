@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ttt.arc.formats import TextFormat
-from ttt.inference.generation import ALPHABETS, _suppressed
+from ttt.inference.generation import ALPHABETS, suppressed_tokens
 
 NORMALISATIONS = ("alphabet", "vocabulary")  # inference.normalise
 
@@ -54,7 +54,7 @@ class AnswerHead:
         self.end_marker = text_format.end_marker
         stop_ids = [tokenizer.eos_token_id] + (end_ids if len(end_ids) == 1 else [])
         if restrict_alphabet:
-            suppressed = set(_suppressed(tokenizer, ALPHABETS[text_format.name], tuple(stop_ids), vocab_size))
+            suppressed = set(suppressed_tokens(tokenizer, ALPHABETS[text_format.name], tuple(stop_ids), vocab_size))
             ids = [i for i in range(vocab_size) if i not in suppressed]
         else:
             ids = list(range(vocab_size))

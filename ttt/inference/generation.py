@@ -56,7 +56,7 @@ def single_step(text: str, alphabet: str) -> bool:
 
 
 @lru_cache(maxsize=8)
-def _suppressed(tokenizer: Any, alphabet: str, stop_ids: tuple[int, ...], vocab_size: int) -> tuple[int, ...]:
+def suppressed_tokens(tokenizer: Any, alphabet: str, stop_ids: tuple[int, ...], vocab_size: int) -> tuple[int, ...]:
     """Every token id but the `single_step` ones of `alphabet` and the stop tokens."""
     keep = set(stop_ids)
     for token_id in range(len(tokenizer)):
@@ -103,7 +103,7 @@ class Generator:
         self.suppress = None
         if restrict_alphabet:
             alphabet = ALPHABETS[text_format.name]
-            self.suppress = list(_suppressed(tokenizer, alphabet, tuple(self.stop_ids), vocab_size))
+            self.suppress = list(suppressed_tokens(tokenizer, alphabet, tuple(self.stop_ids), vocab_size))
 
     @torch.inference_mode()
     def __call__(self, prompts: Sequence[Sequence[int]]) -> list[Generated]:

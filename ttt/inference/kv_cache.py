@@ -1,9 +1,10 @@
 """Prompts encoded once per task, and the KV-cache surgery that lets every answer reuse them.
 
 `PromptCache` runs the backbone over each distinct prompt once (several prompts in one
-left-padded batch) and keeps its KV cache and last hidden state: decoding starts every branch from it and product-of-experts scoring teacher-forces
-each candidate from it, so a view's demonstrations are never encoded twice. Call `forget()`
-between tasks (the caches belong to one model state).
+left-padded batch) and keeps its KV cache and last hidden state: decoding starts every branch
+from it and product-of-experts scoring teacher-forces each candidate from it, so a view's
+demonstrations are never encoded twice. Call `forget()` between tasks (the caches belong to one
+model state).
 
 Caches are transformers' `DynamicCache` (one key and one value tensor per layer, shaped
 `batch x kv heads x positions x head dim`); the helpers here are the only code that reads them:

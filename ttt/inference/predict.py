@@ -144,9 +144,11 @@ def predict_task(
         poe_scores: dict[Grid, float] = {}
         if settings.selection != "vote" and score is not None:  # no candidates: the fallback attempts
             rescored = ranked[: settings.poe_candidates]
-            poe_scores, scorers = _product_of_experts(rescored, [p for p, _ in mine], text_format, encoder, settings, score)
-            by_rule["poe"] = attempts(sorted(rescored, key=lambda c: -poe_scores[c.grid]), test.input)
-            by_rule["nvarc"] = attempts(sorted(rescored, key=lambda c: (-c.votes, -poe_scores[c.grid] / scorers)), test.input)
+            views = [p for p, _ in mine]
+            poe_scores, scorers = _product_of_experts(rescored, views, text_format, encoder, settings, score)
+            poe_rank = sorted(rescored, key=lambda c: -poe_scores[c.grid])
+            nvarc_rank = sorted(rescored, key=lambda c: (-c.votes, -poe_scores[c.grid] / scorers))
+            by_rule["poe"], by_rule["nvarc"] = attempts(poe_rank, test.input), attempts(nvarc_rank, test.input)
         chosen = by_rule.get(settings.selection, voted)
         tests.append(_test_result(chosen, by_rule, ranked, predictions, poe_scores, test.output, len(mine)))
 

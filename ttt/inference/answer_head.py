@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ttt.arc.formats import TextFormat
-from ttt.inference.generation import ALPHABETS, suppressed_tokens
+from ttt.inference.generation import ALPHABETS, answer_tokens, stop_token_ids
 
 NORMALISATIONS = ("alphabet", "vocabulary")  # inference.normalise
 
@@ -49,15 +49,11 @@ class AnswerHead:
             raise ValueError(f"inference.normalise={normalise!r}: choose one of {NORMALISATIONS}")
         self.normalise = normalise
         self.head = causal_lm(model).get_output_embeddings()
-        vocab_size = self.head.weight.shape[0]
-        end_ids = tokenizer(text_format.end_marker, add_special_tokens=False)["input_ids"]
-        self.end_marker = text_format.end_marker
-        stop_ids = [tokenizer.eos_token_id] + (end_ids if len(end_ids) == 1 else [])
+        stop_ids = stop_token_ids(tokenizer, text_format)
         if restrict_alphabet:
-            suppressed = set(suppressed_tokens(tokenizer, ALPHABETS[text_format.name], tuple(stop_ids), vocab_size))
-            ids = [i for i in range(vocab_size) if i not in suppressed]
+            ids = list(answer_tokens(tokenizer, ALPHABETS[text_format.name], tuple(stop_ids)))
         else:
-            ids = list(range(vocab_size))
+            ids = list(range(self.head.weight.shape[0]))
         self.token_ids = torch.tensor(ids)  # reduced index -> vocabulary id
         self.position = {token_id: index for index, token_id in enumerate(ids)}  # vocabulary id -> reduced index
         self.pieces = [tokenizer.decode([i]) for i in ids]  # each kept token's text

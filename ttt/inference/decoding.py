@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from ttt.arc.formats import TextFormat
+from ttt.data.padding import pad
 from ttt.inference.answer_head import AnswerHead
 from ttt.inference.generation import Generated, largest_answer_tokens
 from ttt.inference.kv_cache import PromptCache, repeat, stack
@@ -174,8 +175,8 @@ class Decoder:
             for start in range(0, len(numbers), self.batch_size):
                 batch = numbers[start : start + self.batch_size]
                 answers = [self.head.indices(pairs[n][1]) for n in batch]
-                width = max(len(a) for a in answers)
-                padded = torch.tensor([a + [a[-1]] * (width - len(a)) for a in answers])  # padding after: unread
+                padded = pad(answers, 0)[0]  # padding after an answer is never read
+                width = padded.shape[1]
                 ids = self.head.token_ids[padded].to(self.prompts.device)
                 mask = torch.ones(len(batch), encoded.length + width, dtype=torch.long)
                 positions = (encoded.length + torch.arange(width))[None].expand(len(batch), -1)

@@ -55,13 +55,25 @@ def single_step(text: str, alphabet: str) -> bool:
     )
 
 
+def stop_token_ids(tokenizer: Any, text_format: TextFormat) -> list[int]:
+    """EOS, then the end marker when it is one token (a longer one is stopped on by its text)."""
+    end_ids = tokenizer(text_format.end_marker, add_special_tokens=False)["input_ids"]
+    return [tokenizer.eos_token_id] + (end_ids if len(end_ids) == 1 else [])
+
+
 @lru_cache(maxsize=8)
-def suppressed_tokens(tokenizer: Any, alphabet: str, stop_ids: tuple[int, ...], vocab_size: int) -> tuple[int, ...]:
-    """Every token id but the `single_step` ones of `alphabet` and the stop tokens."""
+def answer_tokens(tokenizer: Any, alphabet: str, stop_ids: tuple[int, ...]) -> tuple[int, ...]:
+    """The token ids an answer may use, ascending: the `single_step` ones of `alphabet` and the stops."""
     keep = set(stop_ids)
     for token_id in range(len(tokenizer)):
         if single_step(tokenizer.decode([token_id]), alphabet):
             keep.add(token_id)
+    return tuple(sorted(keep))
+
+
+def suppressed_tokens(tokenizer: Any, alphabet: str, stop_ids: tuple[int, ...], vocab_size: int) -> tuple[int, ...]:
+    """Every token id but the `answer_tokens`."""
+    keep = set(answer_tokens(tokenizer, alphabet, stop_ids))
     return tuple(i for i in range(vocab_size) if i not in keep)
 
 
@@ -96,9 +108,8 @@ class Generator:
         self.model, self.tokenizer, self.format = model, tokenizer, text_format
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens or largest_answer_tokens(tokenizer, text_format)
-        end_ids = tokenizer(text_format.end_marker, add_special_tokens=False)["input_ids"]
-        self.stop_ids = [tokenizer.eos_token_id] + (end_ids if len(end_ids) == 1 else [])
-        self.stop_strings = None if len(end_ids) == 1 else [text_format.end_marker]
+        self.stop_ids = stop_token_ids(tokenizer, text_format)
+        self.stop_strings = None if len(self.stop_ids) > 1 else [text_format.end_marker]
         vocab_size = model.get_output_embeddings().weight.shape[0]
         self.suppress = None
         if restrict_alphabet:

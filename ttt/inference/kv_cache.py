@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from ttt.data.padding import pad
 from ttt.inference.answer_head import causal_lm
 
 
@@ -55,14 +56,13 @@ class PromptCache:
         new = list(dict.fromkeys(tuple(p) for p in prompts if tuple(p) not in self._store))
         for start in range(0, len(new), batch_size):
             batch = new[start : start + batch_size]
-            width = max(map(len, batch))
-            ids = torch.tensor([[0] * (width - len(p)) + list(p) for p in batch], device=self.device)
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.device)
+            ids, mask = (t.to(self.device) for t in pad(batch, 0, left=True))
+            width = ids.shape[1]
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             hidden, cache = self.forward(ids, DynamicCache(), mask, positions)
             for row, prompt in enumerate(batch):
-                pad = width - len(prompt)
-                layers = [(layer.keys[row : row + 1, :, pad:].clone(), layer.values[row : row + 1, :, pad:].clone())
+                first = width - len(prompt)  # the first position after the left padding
+                layers = [(layer.keys[row : row + 1, :, first:].clone(), layer.values[row : row + 1, :, first:].clone())
                           for layer in cache.layers]  # fmt: skip
                 self._store[prompt] = EncodedPrompt(DynamicCache(ddp_cache_data=layers), hidden[row, -1], len(prompt))
         return [self._store[tuple(p)] for p in prompts]

@@ -89,7 +89,7 @@ class Predictor:
 def prediction_line(result: dict) -> str:
     """One line per predicted task."""
     parsed = sum(t["num_parsed"] for t in result["tests"])
-    text = f"{result['task_id']}: {result['num_views']} views, {parsed} parsed, {result['seconds']:.1f} s"
+    text = f"{result['task_id']}: {result['num_views']} views, {parsed} answers parsed, {result['seconds']:.1f} s"
     if result.get("heldout"):
         text += f", held-out {result['heldout']['target']} NLL {result['heldout']['nll']:.3f}"
     if result["score"] is not None:

@@ -117,7 +117,8 @@ def test_build_takes_defaults_for_missing_keys_and_coerces_lists_and_ints():
 
 def test_a_sweep_objective_must_be_a_number_the_run_returns(tmp_path):
     from ttt.outputs import METRIC_KEYS
-    from ttt.report import metrics_from_rows, summarize_adaptation
+    from ttt.report import summarize_adaptation
+    from ttt.results import metrics_from_rows
 
     with pytest.raises(SettingsError, match="objective='ttt_nl': choose one of: num_tasks"):
         RunSettings.from_config(config("objective=ttt_nl"))

@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from wandb_files import history_and_summary
+from wandb_files import history_and_summary, logged_table
+
+from ttt.grid_drawing import grid_svg
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = '["66e6c45b","00576224","be03b35f"]'
@@ -41,6 +43,17 @@ def test_a_two_job_multirun_logs_two_separate_offline_wandb_runs(tiny_model_dir,
         assert list(run_file.parent.glob("files/media/table/results_*.table.json"))
         metrics = json.loads((tmp_path / job / "metrics.json").read_text())
         assert metrics["score"] == summary["score"]
+        # the table's pictures are report.html's: attempt 1 of the first task, same SVG in both
+        columns, rows = logged_table(run_file, "results")
+        first = rows[0][columns.index("attempt_1")]
+        results = json.loads((tmp_path / job / "results.json").read_text())
+        truth = json.loads((tmp_path / job / results[0]["task_id"] / "task.json").read_text())["test"][0]["output"]
+        picture = grid_svg(results[0]["attempts"][0]["attempt_1"], truth, label="attempt 1")
+        assert picture in first and picture in (tmp_path / job / "report.html").read_text()
+    # each job wrote its report.html; the Hydra callback linked them when the multirun ended
+    assert all((tmp_path / job / "report.html").is_file() for job in ("0", "1"))
+    index = (tmp_path / "index.html").read_text()
+    assert 'href="0/report.html"' in index and 'href="1/report.html"' in index and "seed=1" in index
 
 
 @pytest.mark.parametrize(
@@ -63,6 +76,7 @@ def test_two_shards_merge_into_the_single_job_submission(launcher, tiny_model_di
          "--out", tmp_path / "merged"], cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert merged.returncode == 0, merged.stderr[-3000:]
+    assert f"report: {tmp_path / 'merged' / 'report.html'}" in merged.stdout
     alone = subprocess.run(
         [sys.executable, "-m", "ttt.report", "merge", tmp_path / "shards" / "0", "--out", tmp_path / "alone"],
         cwd=ROOT, capture_output=True, text=True,
@@ -75,3 +89,8 @@ def test_two_shards_merge_into_the_single_job_submission(launcher, tiny_model_di
     assert {k: merged_metrics[k] for k in ("num_tasks", "score", "oracle")} == {
         k: single_metrics[k] for k in ("num_tasks", "score", "oracle")
     }
+    merged_page, single_page = ((tmp_path / d / "report.html").read_text() for d in ("merged", "single"))
+    for task_id in json.loads(TASKS):  # the merged run's page draws every task as the single run's does
+        assert merged_page.count(f'data-task="{task_id}"') == single_page.count(f'data-task="{task_id}"') == 2
+    grids = lambda page: page.count('class="grid"')  # noqa: E731
+    assert grids(merged_page) == grids(single_page) > 0

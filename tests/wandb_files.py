@@ -41,3 +41,18 @@ def history_and_summary(path: Path) -> tuple[list[dict], dict]:
         elif kind == "summary":
             summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.summary.update})
     return history, summary
+
+
+def logged_table(path: Path, key: str) -> tuple[list[str], list[list]]:
+    """The columns and rows of the table logged as `key`, read from the run's table artifact (what
+    the W&B UI shows: the run's own media/table file holds only placeholders for media cells); an
+    HTML cell comes back as its HTML text. Offline, the artifact's files wait in W&B's staging
+    folder (the manifest in the run file gives their local paths) until `wandb sync`."""
+    tables = [r.artifact for r in records(path) if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "run_table"]
+    for artifact in tables:
+        files = {e.path: Path(e.local_path) for e in artifact.manifest.contents}
+        if f"{key}.table.json" in files:
+            table = json.loads(files[f"{key}.table.json"].read_text())
+            html = lambda v: isinstance(v, dict) and v.get("_type") == "html-file"  # noqa: E731
+            return table["columns"], [[files[v["path"]].read_text() if html(v) else v for v in row] for row in table["data"]]
+    raise AssertionError(f"no table {key!r} logged in {path}")

@@ -9,6 +9,8 @@ A run directory (`paths.output_dir`):
     submission.json       Kaggle format, every task          (ttt.report)
     results.json          one row per task                   (ttt.report)
     metrics.json          the run's summary                  (ttt.report)
+    report.html           every task's grids, attempts and diagnostics, one file  (ttt.html_report)
+    <task_id>/task.json   the task itself (ARC JSON), so the run directory draws without the data
     <task_id>/ttt.json    the task's TTT record, with the settings that made it  (ttt.adapt)
     <task_id>/adapter_*   its LoRA adapter (PEFT format)     (ttt.model.lora.Adapter.save)
     <task_id>/predictions.json  attempts, candidates, scores (ttt.inference.callback)
@@ -31,8 +33,11 @@ CONFIGS_DIR = "configs"
 SUBMISSION = "submission.json"
 RESULTS = "results.json"
 METRICS = "metrics.json"
+TASK_RECORD = "task.json"
 TTT_RECORD = "ttt.json"
 PREDICTIONS = "predictions.json"
+REPORT = "report.html"
+SWEEP_INDEX = "index.html"  # a multirun's page linking each job's report
 SHARED = "shared"  # adapter folder of the shared-adapter ablation
 FINETUNE_RECORD = "finetune.json"
 FINETUNE_MODEL_DIR = "model"  # the fine-tuned model in Hugging Face format

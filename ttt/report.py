@@ -1,24 +1,24 @@
 """The run's outputs: `submission.json` (Kaggle format, every task), `results.json` (one row per
 task), `metrics.json` (the summary; the TTT diagnostics alone when inference is off) and a table on
-the console."""
+the console; merging shards. `python -m ttt.report` writes the HTML report (`ttt.html_report`) or
+merges (`python -m ttt.report merge`)."""
 
 from __future__ import annotations
 
+import shutil
 import statistics
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ttt.arc.scoring import submission_entry, task_score
 from ttt.arc.task import Task
 from ttt.outputs import (
-    METRICS, PREDICTIONS, RESULTS, RUN_RECORD, SHARED, SUBMISSION, TTT_RECORD, read_json, write_json_atomic,
+    METRICS, PREDICTIONS, RESULTS, RUN_RECORD, SHARED, SUBMISSION, TASK_RECORD, TTT_RECORD, read_json,
+    write_json_atomic,
 )  # fmt: skip
+from ttt.results import metrics_from_rows, rounded_mean, task_row
 from ttt.settings import differences
-
-
-def _mean(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return round(statistics.fmean(present), 4) if present else None
 
 
 def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
@@ -36,37 +36,7 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
         else:
             attempts = [[tuple(map(tuple, g)) for g in t["attempts"]] for t in prediction["tests"]]
         submission[task.id] = submission_entry(attempts)
-        heldout = (prediction or {}).get("heldout") or {}
-        by_base = str((prediction or {}).get("note", "")).startswith("base model")
-        base_nll = ttt.get("base_nll") if ttt and ttt.get("base_nll") is not None else (
-            heldout.get("nll") if by_base else None)  # fmt: skip
-        ttt_nll = ttt.get("ttt_nll") if ttt else None
-        predicted_views = sum(t["num_predictions"] for t in prediction.get("tests", [])) if prediction else 0
-        rows.append({
-            "task_id": task.id,
-            "ttt_status": ttt["status"] if ttt else None,
-            "ttt_error": ttt.get("error") if ttt else None,  # why TTT failed (the base model predicted)
-            "ttt_seconds": ttt["seconds"] if ttt else None,
-            "ttt_final_loss": ttt.get("final_loss") if ttt else None,  # mean loss of the last epoch
-            # held-out NLL per answer token before and after TTT (ttt.inference.heldout)
-            "heldout_target": (ttt or {}).get("heldout_target") or heldout.get("target"),
-            "base_nll": base_nll,
-            "ttt_nll": ttt_nll,
-            "nll_drop": round(base_nll - ttt_nll, 4) if base_nll is not None and ttt_nll is not None else None,
-            "base_end_prob": ttt.get("base_end_prob") if ttt else (heldout.get("end_prob") if by_base else None),
-            "ttt_end_prob": ttt.get("ttt_end_prob") if ttt else None,
-            "lora_update_norm": ttt.get("lora_update_norm") if ttt else None,
-            "parse_rate": round(sum(t["num_parsed"] for t in prediction["tests"]) / predicted_views, 4)
-            if predicted_views else None,
-            "predicted": prediction is not None and prediction.get("predicted", True),
-            # pass@2 had the attempts been chosen by the other selection rules (None: not computed)
-            **{f"score_{rule}": ((prediction or {}).get("score_by_rule") or {}).get(rule) for rule in ("poe", "nvarc")},
-            "answers_per_view": prediction.get("answers_per_view") if prediction else None,
-            **{k: prediction.get(k) if prediction else None
-               for k in ("score", "vote_score", "oracle", "view_accuracy", "num_views", "seconds")},
-            "all_solved": None if not prediction or prediction["score"] is None else prediction["score"] == 1.0,
-            "attempts": submission[task.id],
-        })  # fmt: skip
+        rows.append({**task_row(task.id, prediction, ttt), "attempts": submission[task.id]})
     return write_outputs(out_dir, submission, rows)
 
 
@@ -79,35 +49,6 @@ def write_outputs(out_dir: Path, submission: dict, rows: list[dict]) -> dict:
     return metrics
 
 
-def metrics_from_rows(rows: Sequence[dict]) -> dict:
-    """The run's summary from its per-task rows (also used to merge shards)."""
-    scored = [r for r in rows if r["score"] is not None]
-    return {
-        "num_tasks": len(rows),
-        "num_scored": len(scored),
-        "score": _mean([r["score"] for r in scored]),  # mean official pass@2 score over scored tasks
-        "vote_score": _mean([r["vote_score"] for r in scored]),  # the same with voting's attempts
-        "score_poe": _mean([r.get("score_poe") for r in scored]),  # ... with product-of-experts' (when scored)
-        "score_nvarc": _mean([r.get("score_nvarc") for r in scored]),  # ... with NVARC's ranking (when scored)
-        "all_solved": _mean([float(r["all_solved"]) for r in scored]),  # the paper code's criterion
-        "oracle": _mean([r["oracle"] for r in scored]),  # right answer among any candidate
-        "view_accuracy": _mean([r["view_accuracy"] for r in scored]),
-        "parse_rate": _mean([r.get("parse_rate") for r in rows]),  # answers that parsed into a grid
-        "answers_per_view": _mean([r.get("answers_per_view") for r in rows]),  # greedy: 1; dfs: 0 or more
-        "base_nll": _mean([r.get("base_nll") for r in rows]),  # held-out NLL per token, before TTT
-        "ttt_nll": _mean([r.get("ttt_nll") for r in rows]),  # ... after TTT
-        "nll_lowered": sum((r.get("nll_drop") or 0) > 0 for r in rows),  # tasks whose held-out NLL TTT lowered
-        "nll_measured": sum(r.get("nll_drop") is not None for r in rows),
-        "tasks_solved": sum(r["score"] for r in scored),
-        "ttt_done": sum(r["ttt_status"] == "done" for r in rows),  # tasks predicted by their adapted model
-        "ttt_failed": sum(r["ttt_status"] == "failed" for r in rows),  # ... by the base model instead
-        "ttt_errors": {r["task_id"]: r.get("ttt_error") for r in rows if r["ttt_status"] == "failed"},
-        "not_predicted": sum(not r["predicted"] for r in rows),
-        "ttt_seconds": round(sum(r["ttt_seconds"] or 0 for r in rows), 1),
-        "inference_seconds": round(sum(r["seconds"] or 0 for r in rows), 1),
-    }
-
-
 def summarize_adaptation(records: Sequence[dict], out_dir: str | Path) -> dict:
     """Without inference: the TTT records' diagnostics alone (held-out NLL before/after) into
     metrics.json, printed in one line; returns the metrics."""
@@ -117,8 +58,8 @@ def summarize_adaptation(records: Sequence[dict], out_dir: str | Path) -> dict:
         "ttt_done": sum(r["status"] == "done" for r in records),
         "ttt_failed": sum(r["status"] == "failed" for r in records),
         "ttt_errors": {r["task_id"]: r["error"] for r in records if r["status"] == "failed"},
-        "base_nll": _mean([r["base_nll"] for r in measured]),
-        "ttt_nll": _mean([r["ttt_nll"] for r in measured]),
+        "base_nll": rounded_mean([r["base_nll"] for r in measured]),
+        "ttt_nll": rounded_mean([r["ttt_nll"] for r in measured]),
         "nll_lowered": sum(r["ttt_nll"] < r["base_nll"] for r in measured),
         "nll_measured": len(measured),
         "ttt_seconds": round(sum(r["seconds"] for r in records), 1),
@@ -142,7 +83,9 @@ PER_SHARD_KEYS = ("data.shard", "paths.output_dir")
 
 
 def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path, allow_partial: bool = False) -> dict:
-    """Combine shard jobs' outputs into one submission.json, results.json and metrics.json.
+    """Combine shard jobs' outputs into one run directory: submission.json, results.json,
+    metrics.json, a run.json naming the shards, and each task's records and fit logs (not its
+    adapter), so that `ttt.html_report` draws the merged run like any other.
 
     Each shard's `run.json` says its index, the shard count and its task ids. The merge refuses
     (naming them) a missing or duplicated shard, an unfinished shard, a task missing from a shard's
@@ -172,7 +115,30 @@ def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path, allow_partial: 
     for problem in problems:
         print(f"merging anyway (--allow-partial): {problem}")
     rows.sort(key=lambda r: r["task_id"])
+    _copy_task_files(jobs, out_dir, {r["task_id"] for r in rows})
+    first = next((j for j in jobs.values() if j is not None), {})
+    write_json_atomic(out_dir / RUN_RECORD, {
+        "status": "partial" if problems else "finished", "shard": 0, "num_shards": 1,
+        "task_ids": [r["task_id"] for r in rows], "settings": first.get("settings", {}),
+        "merged_from": [str(d) for d in jobs], "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })  # fmt: skip
     return write_outputs(out_dir, dict(sorted(submission.items())), rows)
+
+
+# What a merge copies of each task's folder (not its adapter): what the report reads.
+TASK_FILES = (TASK_RECORD, PREDICTIONS, TTT_RECORD)
+
+
+def _copy_task_files(jobs: dict[Path, dict | None], out_dir: Path, task_ids: set[str]) -> None:
+    """Each task's task/predictions/TTT records and fit logs, from its shard into the merged run."""
+    for shard_dir in jobs:
+        for task_dir in (shard_dir / t for t in sorted(task_ids) if (shard_dir / t).is_dir()):
+            for name in TASK_FILES:
+                if (task_dir / name).is_file():
+                    (out_dir / task_dir.name).mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(task_dir / name, out_dir / task_dir.name / name)
+            if (task_dir / "logs").is_dir():
+                shutil.copytree(task_dir / "logs", out_dir / task_dir.name / "logs", dirs_exist_ok=True)
 
 
 def _shard_problems(jobs: dict[Path, dict | None]) -> tuple[list[str], list[str]]:
@@ -260,22 +226,45 @@ def ttt_line(metrics: dict) -> str:
     return line
 
 
-def main() -> None:
-    """`python -m ttt.report merge SHARD_DIR... --out DIR`: merge sharded jobs' outputs."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m ttt.report DIR...`: write each run directory's report.html (a multirun folder:
+    each job's report and index.html). `python -m ttt.report merge SHARD_DIR... --out DIR`: merge
+    sharded jobs' outputs (and write the merged run's report)."""
     import argparse
+    import sys
 
-    parser = argparse.ArgumentParser(description="Merge sharded runs into one submission and metrics.")
-    parser.add_argument("command", choices=["merge"])
-    parser.add_argument("shard_dirs", nargs="+", type=Path, help="each shard job's output directory")
-    parser.add_argument("--out", required=True, type=Path, help="where to write the merged outputs")
-    parser.add_argument("--allow-partial", action="store_true", help="merge even with shards or tasks missing")
-    args = parser.parse_args()
-    try:
-        merge(args.shard_dirs, args.out, args.allow_partial)
-    except MergeError as error:
-        raise SystemExit(str(error)) from None
-    print(table(args.out))
-    print(f"merged {len(args.shard_dirs)} shards into {args.out}/submission.json and metrics.json")
+    from ttt import html_report
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["merge"]:
+        parser = argparse.ArgumentParser(prog="python -m ttt.report merge", description="Merge sharded runs into one run directory.")
+        parser.add_argument("shard_dirs", nargs="+", type=Path, help="each shard job's output directory")
+        parser.add_argument("--out", required=True, type=Path, help="where to write the merged outputs")
+        parser.add_argument("--allow-partial", action="store_true", help="merge even with shards or tasks missing")
+        args = parser.parse_args(argv[1:])
+        try:
+            merge(args.shard_dirs, args.out, args.allow_partial)
+        except MergeError as error:
+            raise SystemExit(str(error)) from None
+        print(table(args.out))
+        print(f"merged {len(args.shard_dirs)} shards into {args.out}/submission.json and metrics.json")
+        print(f"report: {html_report.write_report(args.out)}")
+        return
+    parser = argparse.ArgumentParser(
+        prog="python -m ttt.report",
+        description="Write report.html for run directories (index.html for a multirun folder); "
+        "`python -m ttt.report merge --help` merges shards.",
+    )
+    parser.add_argument("dirs", nargs="+", type=Path, help="a run directory, merged shards or a multirun folder")
+    parser.add_argument("--candidates", type=int, default=html_report.TOP_CANDIDATES, help="candidates drawn per test input")
+    args = parser.parse_args(argv)
+    for path in args.dirs:
+        if not path.is_dir():
+            raise SystemExit(f"{path}: no such directory (give a run directory or a multirun folder)")
+        if not html_report.is_run_dir(path) and html_report.sweep_jobs(path):
+            print(f"sweep report: {html_report.write_sweep_index(path, top_candidates=args.candidates)}")
+        else:  # a run directory, however partial: the page lists what is missing
+            print(f"report: {html_report.write_report(path, args.candidates)}")
 
 
 if __name__ == "__main__":

@@ -23,11 +23,14 @@ from ttt.arc.formats import get_format
 from ttt.arc.loading import load_tasks
 from ttt.arc.task import Task
 from ttt.finetune import run_finetune
+from ttt.html_report import write_report
 from ttt.inference.callback import AugmentedInference
 from ttt.inference.predictor import Predictor
 from ttt.model.loading import load_model
 from ttt.model.lora import Adapter, add_lora
-from ttt.outputs import PREDICTIONS, RESULTS, RUN_RECORD, SHARED, TTT_RECORD, read_json, write_json_atomic
+from ttt.outputs import (
+    PREDICTIONS, RESULTS, RUN_RECORD, SHARED, TASK_RECORD, TTT_RECORD, read_json, write_json_atomic,
+)  # fmt: skip
 from ttt.report import summarize, summarize_adaptation, table
 from ttt.settings import RunSettings
 from ttt.wandb_logging import WandbRun
@@ -56,8 +59,9 @@ def run(cfg: DictConfig) -> dict | None:
         resume.check_checkpoint(out_dir, settings)
     resume.keep_config(out_dir, OmegaConf.to_yaml(cfg))
     wandb_run = WandbRun(settings, out_dir) if settings.logger.name == "wandb" else None
+    reported = _report_at_exit(out_dir) if settings.stage == "ttt" else contextlib.nullcontext()
     try:
-        with _sigterm_raises(), _job(out_dir, _job_record(settings, tasks)):
+        with reported, _sigterm_raises(), _job(out_dir, _job_record(settings, tasks)):
             if settings.stage == "finetune":
                 metrics = run_finetune(settings, wandb_run)
             else:
@@ -90,6 +94,8 @@ def select_tasks(settings: RunSettings) -> list[Task]:
 
 def run_ttt(settings: RunSettings, tasks: list[Task], out_dir: Path, wandb_run: WandbRun | None) -> dict | None:
     """TTT and inference over the tasks; after SIGTERM, the outputs of those that finished."""
+    for task in tasks:  # the grids travel with the run directory (the report draws them)
+        write_json_atomic(out_dir / task.id / TASK_RECORD, task.to_json())
     try:
         metrics = _adapt_and_predict(settings, tasks, out_dir, wandb_run)
     except Interrupted:
@@ -196,6 +202,19 @@ def _job(out_dir: Path, record: dict) -> Iterator[None]:
         write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "failed", "ended": _now(), "error": str(error)})
         raise
     write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "finished", "ended": _now()})
+
+
+@contextlib.contextmanager
+def _report_at_exit(out_dir: Path) -> Iterator[None]:
+    """After the block, however it ends (run.json already says how), write report.html; a report
+    that cannot be written is said, never allowed to fail a run whose outputs are safe."""
+    try:
+        yield
+    finally:
+        try:
+            print(f"report: {write_report(out_dir)} (open it in a browser)")
+        except Exception as error:  # noqa: BLE001 - the run's results are written; the page is extra
+            print(f"report.html not written ({type(error).__name__}: {error}); try: python -m ttt.report {out_dir}")
 
 
 def _now() -> str:

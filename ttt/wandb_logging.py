@@ -1,5 +1,6 @@
 """Weights & Biases for a run: config, per-task loss curves, a per-task results table with grid
-pictures, and summary metrics. Offline unless an API key is set, so runs always leave real files.
+pictures (`ttt.grid_drawing`, as in report.html; wrong cells of an attempt crossed out), and summary
+metrics. Offline unless an API key is set, so runs always leave real files.
 """
 
 from __future__ import annotations
@@ -13,23 +14,8 @@ from typing import Any
 import lightning.pytorch as pl
 
 from ttt.arc.task import Task
+from ttt.grid_drawing import grid_svg
 from ttt.settings import LoggerSettings, RunSettings
-
-# ARC's ten colours, as the official viewer draws them.
-PALETTE = ["#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
-           "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25"]  # fmt: skip
-
-
-def grid_html(grid: Sequence[Sequence[int]] | None, cell: int = 8) -> str:
-    """A grid as a small HTML picture (no image library needed)."""
-    if not grid:
-        return "<i>none</i>"
-    rows = "".join(
-        "<tr>" + "".join(f'<td style="background:{PALETTE[c]};width:{cell}px;height:{cell}px"></td>' for c in row) + "</tr>"
-        for row in grid
-    )
-    return f'<table style="border-collapse:collapse;border:1px solid #555">{rows}</table>'
-
 
 def run_group(logger: LoggerSettings) -> str:
     """The W&B group: the configured one, the sweep folder for -m jobs, else the experiment."""
@@ -84,7 +70,12 @@ class WandbRun:
             if self.log_grids:
                 test = truths[row["task_id"]].test[0]
                 first = row["attempts"][0]
-                values += [self.wandb.Html(grid_html(g)) for g in (test.input, first["attempt_1"], first["attempt_2"], test.output)]
+                pictures = [  # as report.html draws them (same labels: the same SVG)
+                    grid_svg(test.input, label="test input"),
+                    *(grid_svg(first[f"attempt_{n}"], test.output, label=f"attempt {n}") for n in (1, 2)),
+                    grid_svg(test.output, label="true output"),
+                ]
+                values += [self.wandb.Html(p) for p in pictures]
             table.add_data(*values)
         self.run.log({"results": table})
         self.run.summary.update({k: v for k, v in metrics.items() if v is not None and not isinstance(v, dict)})

@@ -40,3 +40,15 @@ class Task:
             tuple(e.map(fn) for e in self.train),
             tuple(e.map(fn) for e in self.test),
         )
+
+    def to_json(self) -> dict:
+        """The task in ARC's JSON format (`{"train": [{"input", "output"}], "test": [...]}`; a test
+        output only when known), which `ttt.arc.loading.parse_task` reads back."""
+
+        def example(e: Example) -> dict:
+            grids = {"input": [list(row) for row in e.input]}
+            if e.output is not None:
+                grids["output"] = [list(row) for row in e.output]
+            return grids
+
+        return {"train": [example(e) for e in self.train], "test": [example(e) for e in self.test]}

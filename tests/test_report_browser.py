@@ -23,7 +23,9 @@ CHROMIUM_ARGS = [  # root in CI: no sandbox; nothing in the background may reach
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
 def chromium() -> str:
+    """The browser's path (checked before the real run is made)."""
     path = os.environ.get("CHROMIUM_PATH") or next(
         (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
     )
@@ -45,11 +47,11 @@ def real_run(train_py, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(real_run):
+def page(chromium, real_run):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.requests, page.errors = [], []
         page.on("request", lambda request: page.requests.append(request.url))

@@ -50,6 +50,9 @@ def test_ttt_failing_on_every_task_fails_the_run_after_writing_what_it_has(tiny_
     metrics = read(tmp_path / "metrics.json")  # the base model's predictions, labelled as such
     assert metrics["ttt_done"] == 0 and metrics["ttt_failed"] == 1
     assert "no TTT examples" in metrics["ttt_errors"][BIG]
+    report = (tmp_path / "report.html").read_text()  # the page of a failed run says so, and why
+    assert 'id="run-status">failed<' in report and "TTT failed on all 1 tasks" in report
+    assert f"TTT failed: ValueError: task(s) {BIG}: no TTT examples" in report
 
 
 def test_a_partial_failure_names_the_tasks_that_fell_back_and_why(tiny_model_dir, tmp_path, capsys):
@@ -193,6 +196,9 @@ def test_a_killed_run_resumes_to_the_same_outputs_and_sigterm_writes_what_is_fin
         assert THREE[0] in finished and len(finished) < 3  # what finished, nothing made up
         assert set(read(killed / "submission.json")) == set(finished)
         assert "SIGTERM: writing what is finished" in stdout
+        report = (killed / "report.html").read_text()  # the page of what finished, the rest listed as missing
+        assert 'id="run-status">interrupted<' in report and f'<section class="task" id="task-{THREE[0]}"' in report
+        assert f"{THREE[2]}/predictions.json: missing (not predicted" in report
     else:
         assert code == -signal.SIGKILL
 

@@ -50,6 +50,7 @@ def test_a_two_job_multirun_logs_two_separate_offline_wandb_runs(tiny_model_dir,
         truth = json.loads((tmp_path / job / results[0]["task_id"] / "task.json").read_text())["test"][0]["output"]
         picture = grid_svg(results[0]["attempts"][0]["attempt_1"], truth, label="attempt 1")
         assert picture in first and picture in (tmp_path / job / "report.html").read_text()
+        assert (run_file.parent / "files" / "report.html").read_text() == (tmp_path / job / "report.html").read_text()
     # each job wrote its report.html; the Hydra callback linked them when the multirun ended
     assert all((tmp_path / job / "report.html").is_file() for job in ("0", "1"))
     index = (tmp_path / "index.html").read_text()

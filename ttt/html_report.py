@@ -162,9 +162,11 @@ def _task_view(
     run_dir: Path, task_id: str, task: Task | None, settings: dict, problems: Problems, top_candidates: int
 ) -> dict:
     """One task's section: its row of the summary table, demonstrations, tests and diagnostics."""
-    prediction = problems.read(f"{task_id}/{PREDICTIONS}", "not predicted: no attempts or candidates")
-    ttt = problems.read(f"{task_id}/{TTT_RECORD}", "no TTT record" if settings.get("ttt.enabled") else None)
-    ttt = ttt or problems.read(f"{SHARED}/{TTT_RECORD}", None)
+    expected = lambda stage: settings.get(f"{stage}.enabled", True)  # noqa: E731 - unknown settings: expect both
+    prediction = problems.read(f"{task_id}/{PREDICTIONS}", "not predicted: no attempts or candidates" if expected("inference") else None)
+    shared = settings.get("ttt.adapter") == "shared"  # the shared-adapter ablation keeps one record for all tasks
+    ttt_record = f"{SHARED}/{TTT_RECORD}" if shared else f"{task_id}/{TTT_RECORD}"
+    ttt = problems.read(ttt_record, "no TTT record: not adapted" if expected("ttt") else None)
     try:
         row = task_row(task_id, prediction, ttt)
     except (KeyError, TypeError, ValueError, AttributeError) as error:

@@ -59,7 +59,7 @@ def run(cfg: DictConfig) -> dict | None:
         resume.check_checkpoint(out_dir, settings)
     resume.keep_config(out_dir, OmegaConf.to_yaml(cfg))
     wandb_run = WandbRun(settings, out_dir) if settings.logger.name == "wandb" else None
-    reported = _report_at_exit(out_dir) if settings.stage == "ttt" else contextlib.nullcontext()
+    reported = _report_at_exit(out_dir, wandb_run) if settings.stage == "ttt" else contextlib.nullcontext()
     try:
         with reported, _sigterm_raises(), _job(out_dir, _job_record(settings, tasks)):
             if settings.stage == "finetune":
@@ -205,14 +205,18 @@ def _job(out_dir: Path, record: dict) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _report_at_exit(out_dir: Path) -> Iterator[None]:
-    """After the block, however it ends (run.json already says how), write report.html; a report
-    that cannot be written is said, never allowed to fail a run whose outputs are safe."""
+def _report_at_exit(out_dir: Path, wandb_run: WandbRun | None) -> Iterator[None]:
+    """After the block, however it ends (run.json already says how), write report.html (and hand
+    it to the W&B run's files); a report that cannot be written is said, never allowed to fail a
+    run whose outputs are safe."""
     try:
         yield
     finally:
         try:
-            print(f"report: {write_report(out_dir)} (open it in a browser)")
+            report = write_report(out_dir)
+            print(f"report: {report} (open it in a browser)")
+            if wandb_run is not None:
+                wandb_run.save_file(report)
         except Exception as error:  # noqa: BLE001 - the run's results are written; the page is extra
             print(f"report.html not written ({type(error).__name__}: {error}); try: python -m ttt.report {out_dir}")
 

@@ -1,6 +1,6 @@
 """Weights & Biases for a run: config, per-task loss curves, a per-task results table with grid
-pictures (`ttt.grid_drawing`, as in report.html; wrong cells of an attempt crossed out), and summary
-metrics. Offline unless an API key is set, so runs always leave real files.
+pictures (`ttt.grid_drawing`, as in report.html; wrong cells of an attempt crossed out), summary
+metrics, and report.html itself among the run's files. Offline unless an API key is set, so runs always leave real files.
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ class WandbRun:
             table.add_data(*values)
         self.run.log({"results": table})
         self.run.summary.update({k: v for k, v in metrics.items() if v is not None and not isinstance(v, dict)})
+
+    def save_file(self, path: Path) -> None:
+        """A file of the run directory among the W&B run's files (report.html: the Files tab)."""
+        self.run.save(str(path), base_path=str(path.parent), policy="now")
 
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)

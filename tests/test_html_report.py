@@ -152,6 +152,29 @@ def test_the_shared_adapter_ablations_one_record_serves_every_task(tmp_path):
     assert all("TTT done on 12 examples" in s for s in sections(html).values())
 
 
+def test_records_of_the_wrong_shape_are_listed_not_crashed_on(tmp_path):
+    make_run(tmp_path)
+    (tmp_path / "run.json").write_text("[]")
+    (tmp_path / "metrics.json").write_text('"oops"')
+    html = write_report(tmp_path).read_text()
+    assert "run.json: unexpected content (a JSON list, not an object)" in html
+    assert "metrics.json: unexpected content (a JSON str, not an object)" in html
+    assert sorted(sections(html)) == sorted(TASK_IDS)
+
+
+def test_tasks_without_known_outputs_show_attempts_without_marks(tmp_path):
+    make_run(tmp_path)
+    for task_id in TASK_IDS:  # as in a Kaggle test set: no test outputs
+        task = json.loads((tmp_path / task_id / "task.json").read_text())
+        for test in task["test"]:
+            del test["output"]
+        (tmp_path / task_id / "task.json").write_text(json.dumps(task))
+    html = write_report(tmp_path).read_text()
+    for section in sections(html).values():
+        assert 'data-role="truth"' not in section and 'data-role="attempt"' in section
+        assert 'class="attempt "' in section and "attempt right" not in section and 'class="diff"' not in section
+
+
 def test_a_run_from_before_task_json_draws_its_tasks_from_the_data_settings(tmp_path):
     tasks = make_run(tmp_path)
     for task in tasks:

@@ -53,19 +53,23 @@ class Problems:
     run_dir: Path
     items: list[str] = field(default_factory=list)
 
-    def read(self, relative: str, missing: str | None) -> Any:
-        """The JSON in `run_dir/relative`; None (noting why, unless `missing` is None and the file is
-        merely absent) when it is absent or unreadable."""
+    def read(self, relative: str, missing: str | None) -> dict | None:
+        """The JSON object in `run_dir/relative`; None (noting why, unless `missing` is None and the
+        file is merely absent) when it is absent, unreadable or not an object."""
         path = self.run_dir / relative
         if not path.is_file():
             if missing:
                 self.items.append(f"{relative}: missing ({missing})")
             return None
         try:
-            return json.loads(path.read_text())
+            data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             self.items.append(f"{relative}: unreadable ({error}); {missing or 'left out'}")
             return None
+        if not isinstance(data, dict):
+            self.items.append(f"{relative}: unexpected content (a JSON {type(data).__name__}, not an object); left out")
+            return None
+        return data
 
 
 def write_report(run_dir: str | Path, top_candidates: int = TOP_CANDIDATES) -> Path:

@@ -213,13 +213,15 @@ def test_a_sweep_gets_an_index_linking_each_jobs_report(tmp_path, capsys):
     make_run(tmp_path / "1", TASK_IDS[1:])
     shutil.copytree(tmp_path / "1", tmp_path / "2")
     (tmp_path / "2" / "metrics.json").unlink()
-    (tmp_path / "0" / ".hydra").mkdir()
-    (tmp_path / "0" / ".hydra" / "overrides.yaml").write_text("- seed=0\n- ttt.lr=0.001\n")
+    for seed, job in enumerate("012"):
+        (tmp_path / job / ".hydra").mkdir()
+        (tmp_path / job / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n- ttt.lr=0.001\n")
     (tmp_path / "multirun.yaml").write_text("{}\n")
     main([str(tmp_path)])
     assert f"sweep report: {tmp_path / 'index.html'}" in capsys.readouterr().out
     index = (tmp_path / "index.html").read_text()
     assert re.findall(r'<a href="([^"]+)">', index) == ["0/report.html", "1/report.html", "2/report.html"]
     assert all((tmp_path / job / "report.html").is_file() for job in "012")
-    assert "seed=0 ttt.lr=0.001" in index and "2/metrics.json: missing" in index
+    assert '<span class="mono" id="common-overrides">ttt.lr=0.001</span>' in index  # said once
+    assert all(f">seed={seed}</td>" in index for seed in range(3)) and "2/metrics.json: missing" in index
     assert write_sweep_index(tmp_path, job_reports=False).read_text() == index

@@ -325,9 +325,13 @@ def write_sweep_index(sweep_dir: str | Path, job_reports: bool = True, top_candi
         })  # fmt: skip
     if not jobs:
         problems.append("no job folder with a run.json, metrics.json or task files")
+    common = [o for o in jobs[0]["overrides"] if all(o in j["overrides"] for j in jobs)] if len(jobs) > 1 else []
+    for job in jobs:  # each row shows what its job varies; what all share is said once
+        job["overrides"] = [o for o in job["overrides"] if o not in common]
     html = _environment().get_template("index.html.j2").render(
-        title=f"TTT sweep: {sweep_dir.resolve().name}", sweep_dir=str(sweep_dir.resolve()), jobs=jobs, problems=problems
-    )
+        title=f"TTT sweep: {sweep_dir.resolve().name}", sweep_dir=str(sweep_dir.resolve()), jobs=jobs,
+        common_overrides=common, problems=problems,
+    )  # fmt: skip
     path = sweep_dir / SWEEP_INDEX
     write_text_atomic(path, html)
     return path

@@ -31,7 +31,7 @@ from markupsafe import Markup
 
 from ttt.arc.loading import TaskError, load_tasks, parse_task
 from ttt.arc.task import Task
-from ttt.grid_drawing import PALETTE, grid_svg
+from ttt.grid_drawing import PALETTE, differing_cells, grid_svg
 from ttt.outputs import (
     METRIC_KEYS, METRICS, PREDICTIONS, REPORT, RUN_RECORD, SHARED, SWEEP_INDEX, TASK_RECORD, TTT_RECORD, write_text_atomic,
 )  # fmt: skip
@@ -166,11 +166,10 @@ def _task_view(
     run_dir: Path, task_id: str, task: Task | None, settings: dict, problems: Problems, top_candidates: int
 ) -> dict:
     """One task's section: its row of the summary table, demonstrations, tests and diagnostics."""
-    expected = lambda stage: settings.get(f"{stage}.enabled", True)  # noqa: E731 - unknown settings: expect both
-    prediction = problems.read(f"{task_id}/{PREDICTIONS}", "not predicted: no attempts or candidates" if expected("inference") else None)
+    predicting, adapting = (settings.get(f"{stage}.enabled", True) for stage in ("inference", "ttt"))  # unknown: both
+    prediction = problems.read(f"{task_id}/{PREDICTIONS}", "not predicted: no attempts or candidates" if predicting else None)
     shared = settings.get("ttt.adapter") == "shared"  # the shared-adapter ablation keeps one record for all tasks
-    ttt_record = f"{SHARED}/{TTT_RECORD}" if shared else f"{task_id}/{TTT_RECORD}"
-    ttt = problems.read(ttt_record, "no TTT record: not adapted" if expected("ttt") else None)
+    ttt = problems.read(f"{SHARED if shared else task_id}/{TTT_RECORD}", "no TTT record: not adapted" if adapting else None)
     try:
         row = task_row(task_id, prediction, ttt)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
@@ -250,7 +249,7 @@ def _difference(grid, truth) -> str:
         return f"{shape}, right"
     if len(grid) != len(truth) or len(grid[0]) != len(truth[0]):
         return f"{shape}, wrong shape (true {len(truth)}x{len(truth[0])})"
-    wrong = sum(a != b for r, t in zip(grid, truth) for a, b in zip(r, t))
+    wrong = len(differing_cells(grid, truth))
     return f"{shape}, {wrong} cell{'s' if wrong != 1 else ''} wrong"
 
 

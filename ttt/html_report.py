@@ -29,6 +29,7 @@ from hydra.experimental.callback import Callback
 from jinja2 import Environment, PackageLoader, Undefined
 from markupsafe import Markup
 
+from ttt.arc.grid import shape
 from ttt.arc.loading import TaskError, load_tasks, parse_task
 from ttt.arc.task import Task
 from ttt.grid_drawing import PALETTE, differing_cells, grid_svg
@@ -242,15 +243,15 @@ def _same(grid, truth) -> bool:
 
 def _difference(grid, truth) -> str:
     """An attempt's caption: its shape, and how it differs from the true output."""
-    shape = f"{len(grid)}x{len(grid[0]) if grid else 0}"
+    height, width = shape(grid)
     if truth is None:
-        return shape
+        return f"{height}x{width}"
     if _same(grid, truth):
-        return f"{shape}, right"
-    if len(grid) != len(truth) or len(grid[0]) != len(truth[0]):
-        return f"{shape}, wrong shape (true {len(truth)}x{len(truth[0])})"
+        return f"{height}x{width}, right"
+    if shape(grid) != shape(truth):
+        return "{}x{}, wrong shape (true {}x{})".format(height, width, *shape(truth))
     wrong = len(differing_cells(grid, truth))
-    return f"{shape}, {wrong} cell{'s' if wrong != 1 else ''} wrong"
+    return f"{height}x{width}, {wrong} cell{'s' if wrong != 1 else ''} wrong"
 
 
 def _outcome(row: dict) -> str:

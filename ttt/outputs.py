@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,11 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON atomically (see `write_text_atomic`)."""
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def timestamp() -> str:
+    """Now, as run.json records when a job started and ended (local time with its UTC offset)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def read_json(path: Path) -> Any:

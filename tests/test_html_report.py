@@ -225,3 +225,29 @@ def test_a_sweep_gets_an_index_linking_each_jobs_report(tmp_path, capsys):
     assert '<span class="mono" id="common-overrides">ttt.lr=0.001</span>' in index  # said once
     assert all(f">seed={seed}</td>" in index for seed in range(3)) and "2/metrics.json: missing" in index
     assert write_sweep_index(tmp_path, job_reports=False).read_text() == index
+
+
+def test_levels_give_scores_per_level_in_metrics_table_and_page(tmp_path):
+    """A run over tasks labelled by data.levels (as data=arc_agi_1_paper80): pass@2 per level beside
+    the total in metrics.json, the console table and report.html."""
+    from ttt.report import table
+
+    levels = {"easy": ["00576224", "66e6c45b"], "hard": ["8b28cd80"]}
+    tasks = make_run(tmp_path, **{"data.levels": levels})
+    level_of = {t: level for level, ids in levels.items() for t in ids}
+    metrics = summarize(tasks, tmp_path, level_of)  # as the run calls it
+    assert list(metrics["by_level"]) == ["easy", "hard"]
+    assert metrics["by_level"]["easy"]["num_scored"] == 2 and metrics["by_level"]["hard"]["num_scored"] == 1
+    assert sum(s["tasks_solved"] for s in metrics["by_level"].values()) == metrics["tasks_solved"]
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [r["level"] for r in rows] == ["easy", "hard", "easy"]
+    printed = table(tmp_path)
+    assert "pass@2 by level: easy 2/2 (1.000); hard 1/1 (1.000)" in printed
+    assert printed.splitlines()[1].split()[1] == "easy"  # the level column
+    html = write_report(tmp_path).read_text()
+    assert re.search(r'id="levels-line">pass@2 by level:\s*<span data-level="easy">easy <b>2.0</b>/2', html)
+    assert "<th>level</th>" in html and '<td data-sort="hard">hard</td>' in html
+    plain = make_run(tmp_path / "plain")  # no levels: no level column, no level line
+    summarize(plain, tmp_path / "plain")
+    assert "<th>level</th>" not in write_report(tmp_path / "plain").read_text()
+    assert "by level" not in table(tmp_path / "plain")

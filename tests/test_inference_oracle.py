@@ -62,6 +62,9 @@ def test_a_view_too_long_drops_demonstrations_until_it_fits():
     assert result["score"] == 1.0
     assert all(len(p.prompt) <= full - 1 for p in seen)
     assert {len(p.view.order) for p in seen} == {len(task.train) - 1}
+    assert result["demonstrations_dropped"] == len(seen) and result["views_dropped"] == 0  # counted per task
+    fits = predict_task(task, oracle(task, text_format), encoder, text_format, InferenceSettings(max_seq_len=2 * full))
+    assert fits["demonstrations_dropped"] == 0
 
 
 def test_unparseable_answers_are_lost_votes_not_crashes():

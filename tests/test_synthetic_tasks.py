@@ -139,3 +139,43 @@ def test_every_sample_grid_fits_arc_limits():
         for e in (*s.demonstrations, s.test)
         for g in (e.input, e.output)
     )
+
+
+def cells(sample: SyntheticTask) -> int:
+    """A stand-in for a sample's tokens: its cells."""
+    return sum(len(g) * len(g[0]) for e in (*sample.demonstrations, sample.test) for g in (e.input, e.output))
+
+
+def test_a_token_budget_bounds_the_samples_tokens_and_takes_shorter_ones_when_full_ones_do_not_fit():
+    task = random_task("t", 4)  # every grid 3x4: a leave-one-out sample has 96 cells, leave-two-out 72
+    config = TTTDataConfig(augmenters=("rot90", "flip_lr"), max_examples=50, max_tokens=1000)
+    samples = build_ttt_tasks(task, config, length=cells)
+    assert sum(map(cells, samples)) <= 1000
+    assert Counter(len(s.demonstrations) for s in samples) == {3: 10}  # 10 x 96 = 960 of 1000
+    # 40 left over: no 72-cell leave-two-out sample fits; with 1040, 80 are left and one does
+    wider = build_ttt_tasks(task, TTTDataConfig(("rot90", "flip_lr"), 50, max_tokens=1040), length=cells)
+    assert Counter(len(s.demonstrations) for s in wider) == {3: 10, 2: 1}
+    # a sample over what is left is passed over for a later, shorter one: with one 240-cell
+    # demonstration every leave-one-out sample has 312 cells; after one, 88 are left, which no other
+    # leave-one-out sample and no leave-two-out sample holding the big one (264) fits, but one
+    # leave-two-out sample without it (72) does
+    mixed = Task("m", (*task.train[:3], Example(((1,) * 12,) * 10, ((2,) * 12,) * 10)), task.test)
+    picked = build_ttt_tasks(mixed, TTTDataConfig((), 50, permute_colours=False, max_tokens=400), length=cells)
+    assert sorted(map(cells, picked)) == [72, 312]
+
+
+def test_without_a_binding_budget_the_data_is_what_the_sample_cap_alone_gives():
+    task = random_task("t", 4)
+    plain = build_ttt_tasks(task, CONFIG)
+    assert build_ttt_tasks(task, TTTDataConfig(CONFIG.augmenters, CONFIG.max_examples, max_tokens=10**6), length=cells) == plain
+    capped = TTTDataConfig(CONFIG.augmenters, max_examples=10)
+    assert build_ttt_tasks(task, TTTDataConfig(CONFIG.augmenters, 10, max_tokens=10**6), length=cells) == build_ttt_tasks(task, capped)
+
+
+def test_a_budget_draws_at_random_and_keeps_priority_augmenters_first():
+    task = random_task("t", 4)
+    config = TTTDataConfig(("rot90", "flip_lr", "transpose"), 50, max_tokens=960, priority=("none", "rot90"))
+    samples = build_ttt_tasks(task, config, length=cells)
+    assert len(samples) == 10 and all(s.augmenter.removesuffix("+colours") in ("none", "rot90") for s in samples)
+    other_seed = build_ttt_tasks(task, TTTDataConfig(**{**vars(config), "seed": 1}), length=cells)
+    assert other_seed != samples

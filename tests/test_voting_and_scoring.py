@@ -52,10 +52,11 @@ def test_ties_break_by_identity_votes_then_logprob_then_first_seen():
     assert vote(predictions, X, "hierarchical")[0] == [C, D]
 
 
-def test_attempts_are_filled_from_fallbacks():
-    assert vote(preds("identity", A, A), X)[0] == [A, X]
+def test_attempts_are_filled_from_fallbacks_and_the_test_input_only_when_no_view_answered():
+    assert vote(preds("identity", A, A), X)[0] == [A, ((0,),)]
     assert vote(preds("identity", None, None), X)[0] == [X, ((0,),)]
     assert vote(preds("identity", X), X)[0] == [X, ((0,),)]
+    assert vote(preds("identity", ((0,),)), X)[0] == [((0,),), ((1,),)]
 
 
 def test_unknown_voting_method_is_named():

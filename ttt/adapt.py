@@ -51,7 +51,8 @@ class TaskRecord:
     task_id: str
     status: str  # done | failed
     num_examples: int = 0
-    num_tokens: int = 0
+    num_tokens: int = 0  # one epoch's (the samples'); TTT trained on epochs x this
+    num_too_long: int = 0  # samples dropped for being over data.max_seq_len
     seconds: float = 0.0
     final_loss: float | None = None  # mean training loss over the last epoch
     adapter: str | None = None  # folder of the saved adapter, relative to the run's output dir
@@ -140,6 +141,7 @@ def fit_adapter(
         status="done",
         num_examples=len(datamodule.examples),
         num_tokens=sum(s.num_tokens for s in datamodule.stats),
+        num_too_long=sum(s.num_too_long for s in datamodule.stats),
         seconds=round(time.perf_counter() - started, 2),
         final_loss=None if loss is None else round(loss, 6),
         adapter=name,
@@ -197,9 +199,11 @@ def summary_line(record: TaskRecord) -> str:
     if record.status != "done":
         return f"{record.task_id}: FAILED after {record.seconds:.1f} s: {record.error}"
     line = (
-        f"{record.task_id}: adapted on {record.num_examples} examples ({record.num_tokens} tokens) "
+        f"{record.task_id}: adapted on {record.num_examples} examples ({record.num_tokens} tokens an epoch) "
         f"in {record.seconds:.1f} s, last-epoch loss {record.final_loss}"
     )
+    if record.num_too_long:
+        line += f", {record.num_too_long} samples over max_seq_len dropped"
     if record.base_nll is not None and record.ttt_nll is not None:
         line += f", held-out {record.heldout_target} NLL {record.base_nll:.3f} -> {record.ttt_nll:.3f}"
     return line

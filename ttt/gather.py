@@ -33,28 +33,42 @@ def run_label(run_dir: Path) -> str:
     return run_dir.name
 
 
+LEVEL_COLUMNS = ("score", "tasks_solved", "num_scored")  # per level of data.levels: score/<level>, ...
+
+
 def gather(roots: list[Path]) -> list[dict]:
-    """One row per metrics.json found under `roots` (recursively), in path order."""
+    """One row per metrics.json found under `roots` (recursively), in path order; runs with levels
+    (`data.levels`) add each level's score, tasks solved and tasks scored."""
     rows = []
     for root in roots:
         for path in sorted(root.rglob(METRICS)):
             metrics = json.loads(path.read_text())
-            rows.append({"run": run_label(path.parent), "dir": str(path.parent), **{c: metrics.get(c) for c in COLUMNS}})
+            levels = {f"{key}/{level}": scores.get(key) for level, scores in (metrics.get("by_level") or {}).items()
+                      for key in LEVEL_COLUMNS}  # fmt: skip
+            rows.append({"run": run_label(path.parent), "dir": str(path.parent),
+                         **{c: metrics.get(c) for c in COLUMNS}, **levels})  # fmt: skip
     return rows
+
+
+def columns(rows: list[dict]) -> list[str]:
+    """COLUMNS, then every per-level column some run has (levels in first-seen order)."""
+    extra = [k for row in rows for k in row if k not in COLUMNS and k not in ("run", "dir")]
+    return COLUMNS + list(dict.fromkeys(extra))
 
 
 def to_markdown(rows: list[dict]) -> str:
     def cell(value):
         return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
 
-    lines = ["| run | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    lines += ["| " + " | ".join([r["run"]] + [cell(r[c]) for c in COLUMNS]) + " |" for r in rows]
+    names = columns(rows)
+    lines = ["| run | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += ["| " + " | ".join([r["run"]] + [cell(r.get(c)) for c in names]) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def to_csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["run", *COLUMNS, "dir"])
+    writer = csv.DictWriter(buffer, fieldnames=["run", *columns(rows), "dir"], restval="")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()

@@ -110,6 +110,7 @@ def run_page(run_dir: Path, top_candidates: int = TOP_CANDIDATES) -> dict:
         "tasks": views,
         "problems": problems.items,
         "palette": PALETTE,
+        "levelled": any(row.get("level") for row in rows),
     }
 
 
@@ -171,11 +172,12 @@ def _task_view(
     prediction = problems.read(f"{task_id}/{PREDICTIONS}", "not predicted: no attempts or candidates" if predicting else None)
     shared = settings.get("ttt.adapter") == "shared"  # the shared-adapter ablation keeps one record for all tasks
     ttt = problems.read(f"{SHARED if shared else task_id}/{TTT_RECORD}", "no TTT record: not adapted" if adapting else None)
+    level = _level(task_id, settings)
     try:
-        row = task_row(task_id, prediction, ttt)
+        row = task_row(task_id, prediction, ttt, level)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         problems.items.append(f"{task_id}: {PREDICTIONS} or {TTT_RECORD} has unexpected content ({error!r})")
-        prediction, row = None, task_row(task_id, None, None)
+        prediction, row = None, task_row(task_id, None, None, level)
     tests = []
     try:
         tests = _tests(task, prediction, top_candidates)
@@ -195,6 +197,14 @@ def _task_view(
         ],
         "tests": tests,
     }  # fmt: skip
+
+
+def _level(task_id: str, settings: dict) -> str | None:
+    """The task's level in the run's `data.levels` (None without)."""
+    levels = settings.get("data.levels")
+    if not isinstance(levels, dict):
+        return None
+    return next((level for level, ids in levels.items() if isinstance(ids, list) and task_id in ids), None)
 
 
 def _tests(task: Task | None, prediction: dict | None, top_candidates: int) -> list[dict]:

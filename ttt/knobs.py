@@ -1,7 +1,7 @@
 """Typed, checked settings from a config mapping: the machinery behind `ttt.settings`.
 
 A settings class is a frozen dataclass. Each field's annotation is its type (bool, int, float,
-str, `X | None`, `tuple[X, ...]` or another settings class) and `knob(...)` beside it says which
+str, `X | None`, `tuple[X, ...]`, `dict[str, X]` or another settings class) and `knob(...)` beside it says which
 values are allowed: `choices` (a collection, or a predicate with a description) and bounds
 (`ge`, `gt`, `le`, `lt`). A rule that ties several fields is the class's `problems()` method.
 `build(cls, mapping, "group.")` returns the settings or raises one `SettingsError` listing every
@@ -115,6 +115,10 @@ def _coerce(value: Any, hint: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise TypeError(f"must be a list, not {type(value).__name__}")
         return tuple(_coerce(v, args[0]) for v in value)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"must be a mapping of names to values, not {type(value).__name__}")
+        return {_coerce(k, args[0]): _coerce(v, args[1]) for k, v in value.items()}
     if hint is bool:
         if not isinstance(value, bool):
             raise TypeError("must be true or false")
@@ -163,5 +167,14 @@ def flatten(settings: Any, prefix: str = "") -> dict[str, Any]:
         if is_dataclass(value):
             flat.update(flatten(value, f"{prefix}{f.name}."))
         else:
-            flat[prefix + f.name] = list(value) if isinstance(value, tuple) else value
+            flat[prefix + f.name] = _plain(value)
     return flat
+
+
+def _plain(value: Any) -> Any:
+    """A settings value as JSON reads it back (tuples as lists), so stored settings compare equal."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

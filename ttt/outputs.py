@@ -50,7 +50,7 @@ CHECKPOINT_DIR = "checkpoints"
 METRIC_KEYS = (
     "num_tasks", "num_scored", "score", "vote_score", "score_poe", "score_nvarc", "all_solved", "oracle", "view_accuracy", "parse_rate",
     "answers_per_view", "base_nll", "ttt_nll", "nll_lowered", "nll_measured", "tasks_solved", "ttt_done", "ttt_failed",
-    "not_predicted", "ttt_seconds", "inference_seconds", "ttt_seconds_per_task",
+    "not_predicted", "ttt_seconds", "inference_seconds", "ttt_seconds_per_task", "ttt_tokens", "demonstrations_dropped",
 )  # fmt: skip
 FINETUNE_METRIC_KEYS = ("first_loss", "last_loss", "tokens_per_s", "global_step", "num_samples")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ttt.arc.scoring import submission_entry, task_score
@@ -20,8 +20,9 @@ from ttt.results import metrics_from_rows, rounded_mean, task_row
 from ttt.settings import differences
 
 
-def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
-    """Gather every task's files under `out_dir` into the run's outputs; return the metrics."""
+def summarize(tasks: Sequence[Task], out_dir: str | Path, levels: Mapping[str, str] | None = None) -> dict:
+    """Gather every task's files under `out_dir` into the run's outputs; return the metrics.
+    `levels`: {task id: level} (`data.levels`), for the scores per level."""
     out_dir = Path(out_dir)
     submission, rows = {}, []
     for task in tasks:
@@ -35,7 +36,8 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path) -> dict:
         else:
             attempts = [[tuple(map(tuple, g)) for g in t["attempts"]] for t in prediction["tests"]]
         submission[task.id] = submission_entry(attempts)
-        rows.append({**task_row(task.id, prediction, ttt), "attempts": submission[task.id]})
+        level = (levels or {}).get(task.id)
+        rows.append({**task_row(task.id, prediction, ttt, level), "attempts": submission[task.id]})
     return write_outputs(out_dir, submission, rows)
 
 
@@ -63,6 +65,7 @@ def summarize_adaptation(records: Sequence[dict], out_dir: str | Path) -> dict:
         "nll_measured": len(measured),
         "ttt_seconds": round(sum(r["seconds"] for r in records), 1),
         "ttt_seconds_per_task": round(statistics.fmean(r["seconds"] for r in records), 1) if records else None,
+        "ttt_tokens": sum(r.get("num_tokens") or 0 for r in records),  # every task's TTT samples' tokens (one epoch)
     }
     write_json_atomic(Path(out_dir) / METRICS, metrics)
     print(ttt_line(metrics))
@@ -176,16 +179,19 @@ def table(out_dir: str | Path) -> str:
     def fmt(value, spec=".2f"):
         return "-" if value is None else format(value, spec)
 
+    levelled = any(r.get("level") for r in rows)
     lines = [
-        f"{'task':<10} {'ttt':>7} {'loss':>7} {'NLL base':>8} {'NLL ttt':>8} {'score':>6} {'oracle':>6} "
-        f"{'parsed':>6} {'views ok':>8} {'ttt s':>6} {'infer s':>8}"
+        f"{'task':<10} " + (f"{'level':<7} " if levelled else "")
+        + f"{'ttt':>7} {'loss':>7} {'NLL base':>8} {'NLL ttt':>8} {'score':>6} {'oracle':>6} "
+        f"{'parsed':>6} {'views ok':>8} {'ttt tok':>7} {'ttt s':>6} {'infer s':>8}"
     ]
     for r in rows:
         lines.append(
-            f"{r['task_id']:<10} {r['ttt_status'] or '-':>7} {fmt(r['ttt_final_loss'], '.3f'):>7} "
+            f"{r['task_id']:<10} " + (f"{r.get('level') or '-':<7} " if levelled else "")
+            + f"{r['ttt_status'] or '-':>7} {fmt(r['ttt_final_loss'], '.3f'):>7} "
             f"{fmt(r.get('base_nll'), '.3f'):>8} {fmt(r.get('ttt_nll'), '.3f'):>8} "
             f"{fmt(r['score']):>6} {fmt(r['oracle']):>6} {fmt(r.get('parse_rate')):>6} {fmt(r['view_accuracy']):>8} "
-            f"{fmt(r['ttt_seconds'], '.1f'):>6} {fmt(r['seconds'], '.1f'):>8}"
+            f"{fmt(r.get('ttt_tokens'), 'd'):>7} {fmt(r['ttt_seconds'], '.1f'):>6} {fmt(r['seconds'], '.1f'):>8}"
         )
     lines.append(
         f"score {fmt(metrics['score'], '.3f')} over {metrics['num_scored']} scored of {metrics['num_tasks']} tasks "
@@ -195,6 +201,8 @@ def table(out_dir: str | Path) -> str:
                   if metrics.get(f"score_{rule}") is not None)
         + ")"
     )
+    if metrics.get("by_level"):
+        lines.append(level_line(metrics["by_level"]))
     lines.append(ttt_line(metrics))
     lines.append(
         f"answers parsed into a grid: {fmt(metrics.get('parse_rate'), '.3f')}; "
@@ -211,6 +219,15 @@ def table(out_dir: str | Path) -> str:
         if unmoved:
             lines.append(f"TTT did NOT lower the held-out NLL of: {', '.join(unmoved)}")
     return "\n".join(lines)
+
+
+def level_line(by_level: Mapping[str, dict]) -> str:
+    """pass@2 per level: tasks solved of those scored, and the mean score."""
+    parts = [
+        f"{level} {s['tasks_solved']:g}/{s['num_scored']} ({s['score']:.3f})" if s["num_scored"] else f"{level} -/0"
+        for level, s in by_level.items()
+    ]
+    return "pass@2 by level: " + "; ".join(parts)
 
 
 def ttt_line(metrics: dict) -> str:

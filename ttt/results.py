@@ -14,9 +14,9 @@ def rounded_mean(values: Sequence[float | None]) -> float | None:
     return round(statistics.fmean(present), 4) if present else None
 
 
-def task_row(task_id: str, prediction: dict | None, ttt: dict | None) -> dict:
+def task_row(task_id: str, prediction: dict | None, ttt: dict | None, level: str | None = None) -> dict:
     """One task's row of results.json (without its attempts) from its predictions.json and ttt.json
-    (either may be None: not predicted, not adapted)."""
+    (either may be None: not predicted, not adapted); `level`: its label in `data.levels`."""
     heldout = (prediction or {}).get("heldout") or {}
     by_base = str((prediction or {}).get("note", "")).startswith("base model")
     base_nll = ttt.get("base_nll") if ttt and ttt.get("base_nll") is not None else (
@@ -25,9 +25,12 @@ def task_row(task_id: str, prediction: dict | None, ttt: dict | None) -> dict:
     predicted_views = sum(t["num_predictions"] for t in prediction.get("tests", [])) if prediction else 0
     return {
         "task_id": task_id,
+        "level": level,
         "ttt_status": ttt["status"] if ttt else None,
         "ttt_error": ttt.get("error") if ttt else None,  # why TTT failed (the base model predicted)
         "ttt_seconds": ttt["seconds"] if ttt else None,
+        "ttt_examples": ttt.get("num_examples") if ttt else None,  # TTT samples (one epoch)
+        "ttt_tokens": ttt.get("num_tokens") if ttt else None,  # their tokens (one epoch)
         "ttt_final_loss": ttt.get("final_loss") if ttt else None,  # mean loss of the last epoch
         # held-out NLL per answer token before and after TTT (ttt.inference.heldout)
         "heldout_target": (ttt or {}).get("heldout_target") or heldout.get("target"),
@@ -43,6 +46,8 @@ def task_row(task_id: str, prediction: dict | None, ttt: dict | None) -> dict:
         # pass@2 had the attempts been chosen by the other selection rules (None: not computed)
         **{f"score_{rule}": ((prediction or {}).get("score_by_rule") or {}).get(rule) for rule in ("poe", "nvarc")},
         "answers_per_view": prediction.get("answers_per_view") if prediction else None,
+        # demonstrations left out of views whose prompt was over data.max_seq_len
+        "demonstrations_dropped": prediction.get("demonstrations_dropped") if prediction else None,
         **{k: prediction.get(k) if prediction else None
            for k in ("score", "vote_score", "oracle", "view_accuracy", "num_views", "seconds")},
         "all_solved": None if not prediction or prediction["score"] is None else prediction["score"] == 1.0,
@@ -53,14 +58,10 @@ def metrics_from_rows(rows: Sequence[dict]) -> dict:
     """The run's summary from its per-task rows (also used to merge shards)."""
     scored = [r for r in rows if r["score"] is not None]
     return {
-        "num_tasks": len(rows),
-        "num_scored": len(scored),
-        "score": rounded_mean([r["score"] for r in scored]),  # mean official pass@2 score over scored tasks
+        **scores(rows),
         "vote_score": rounded_mean([r["vote_score"] for r in scored]),  # the same with voting's attempts
         "score_poe": rounded_mean([r.get("score_poe") for r in scored]),  # ... with product-of-experts' (when scored)
         "score_nvarc": rounded_mean([r.get("score_nvarc") for r in scored]),  # ... with NVARC's ranking (when scored)
-        "all_solved": rounded_mean([float(r["all_solved"]) for r in scored]),  # the paper code's criterion
-        "oracle": rounded_mean([r["oracle"] for r in scored]),  # right answer among any candidate
         "view_accuracy": rounded_mean([r["view_accuracy"] for r in scored]),
         "parse_rate": rounded_mean([r.get("parse_rate") for r in rows]),  # answers that parsed into a grid
         "answers_per_view": rounded_mean([r.get("answers_per_view") for r in rows]),  # greedy: 1; dfs: 0 or more
@@ -68,11 +69,32 @@ def metrics_from_rows(rows: Sequence[dict]) -> dict:
         "ttt_nll": rounded_mean([r.get("ttt_nll") for r in rows]),  # ... after TTT
         "nll_lowered": sum((r.get("nll_drop") or 0) > 0 for r in rows),  # tasks whose held-out NLL TTT lowered
         "nll_measured": sum(r.get("nll_drop") is not None for r in rows),
-        "tasks_solved": sum(r["score"] for r in scored),
         "ttt_done": sum(r["ttt_status"] == "done" for r in rows),  # tasks predicted by their adapted model
         "ttt_failed": sum(r["ttt_status"] == "failed" for r in rows),  # ... by the base model instead
         "ttt_errors": {r["task_id"]: r.get("ttt_error") for r in rows if r["ttt_status"] == "failed"},
         "not_predicted": sum(not r["predicted"] for r in rows),
         "ttt_seconds": round(sum(r["ttt_seconds"] or 0 for r in rows), 1),
+        "ttt_tokens": sum(r.get("ttt_tokens") or 0 for r in rows),  # every task's TTT samples' tokens (one epoch)
         "inference_seconds": round(sum(r["seconds"] or 0 for r in rows), 1),
+        "demonstrations_dropped": sum(r.get("demonstrations_dropped") or 0 for r in rows),  # over max_seq_len
+        "by_level": by_level(rows),  # {level: its scores} for tasks labelled by data.levels ({} without)
     }
+
+
+def scores(rows: Sequence[dict]) -> dict:
+    """How many tasks there were, were scored and were solved, and the mean scores."""
+    scored = [r for r in rows if r["score"] is not None]
+    return {
+        "num_tasks": len(rows),
+        "num_scored": len(scored),
+        "score": rounded_mean([r["score"] for r in scored]),  # mean official pass@2 score over scored tasks
+        "tasks_solved": sum(r["score"] for r in scored),
+        "all_solved": rounded_mean([float(r["all_solved"]) for r in scored]),  # the paper code's criterion
+        "oracle": rounded_mean([r["oracle"] for r in scored]),  # right answer among any candidate
+    }
+
+
+def by_level(rows: Sequence[dict]) -> dict[str, dict]:
+    """`scores` of each level's tasks, levels in the order they first appear."""
+    levels = list(dict.fromkeys(r.get("level") for r in rows if r.get("level") is not None))
+    return {level: scores([r for r in rows if r.get("level") == level]) for level in levels}

@@ -82,7 +82,7 @@ def select_tasks(settings: RunSettings) -> list[Task]:
     """This job's tasks (bad task files are skipped, each logged with file, task and field)."""
     d = settings.data
     loaded = load_tasks(
-        d.dataset, d.split, d.task_dir, d.challenges, d.solutions, d.task_ids, d.limit, d.shard, d.num_shards
+        d.dataset, d.split, d.task_dir, d.challenges, d.solutions, d.selected_ids, d.limit, d.shard, d.num_shards
     )
     if not loaded.tasks:
         raise ValueError(f"no tasks selected ({len(loaded.errors)} skipped as invalid): check the data settings")
@@ -115,6 +115,7 @@ def _adapt_and_predict(
 ) -> dict | None:
     m = settings.model
     tokenizer, model = load_model(m.name_or_path, m.dtype, m.device, m.attn_implementation, m.quantization, m.adapter)
+    check_context(model, settings.data.max_seq_len)
     callbacks = [wandb_run.callback()] if wandb_run else []
     predictor = None
     if settings.inference.enabled:
@@ -153,7 +154,7 @@ def _adapt_and_predict(
     elif missing:
         predictor.predict(model, missing, note="base model: no adapter")
 
-    metrics = summarize(tasks, out_dir)
+    metrics = summarize(tasks, out_dir, settings.data.level_of())
     if wandb_run is not None:
         wandb_run.log_results(read_json(out_dir / RESULTS), tasks, metrics)
     print(table(out_dir))
@@ -161,12 +162,23 @@ def _adapt_and_predict(
     return metrics
 
 
+def check_context(model, max_seq_len: int) -> None:
+    """Refuse a data.max_seq_len beyond the model's context (its position embeddings), before any
+    task trains on sequences the model has never seen positions for."""
+    context = getattr(model.config, "max_position_embeddings", None)
+    if context is not None and max_seq_len > context:
+        raise ValueError(
+            f"data.max_seq_len={max_seq_len}: longer than the model's context ({context} positions, its "
+            f"config's max_position_embeddings); set data.max_seq_len={context} or less"
+        )
+
+
 def _write_finished(settings: RunSettings, tasks: list[Task], out_dir: Path) -> None:
     """After SIGTERM: the run's outputs over the tasks that finished (none is made up)."""
     if settings.inference.enabled:
         finished = [t for t in tasks if (out_dir / t.id / PREDICTIONS).is_file()]
         if finished:
-            summarize(finished, out_dir)
+            summarize(finished, out_dir, settings.data.level_of())
             print(table(out_dir))
     else:
         finished = [r for r in (read_json(out_dir / t.id / TTT_RECORD) for t in tasks) if r is not None]

@@ -68,6 +68,9 @@ class DataSettings:
     challenges: str | None = None
     solutions: str | None = None
     task_ids: tuple[str, ...] | None = None
+    # {level: task ids}: tasks labelled by level (e.g. the paper's 80-task subset); without task_ids,
+    # the run takes every task listed here; scores are also given per level
+    levels: dict[str, tuple[str, ...]] | None = None
     limit: int | None = knob(None, ge=1)
     max_seq_len: int = knob(8192, ge=MIN_SEQ_LEN)
     shard: int = knob(0, ge=0)
@@ -80,7 +83,22 @@ class DataSettings:
             problems.append(f"solutions={self.solutions!r}: given without challenges")
         if self.shard >= self.num_shards:
             problems.append(f"shard={self.shard}: must be < num_shards={self.num_shards}")
+        listed = [task_id for ids in (self.levels or {}).values() for task_id in ids]
+        twice = sorted({t for t in listed if listed.count(t) > 1})
+        if twice:
+            problems.append(f"levels: task(s) {', '.join(twice)} listed under more than one level")
         return problems
+
+    @property
+    def selected_ids(self) -> tuple[str, ...] | None:
+        """The task ids to take: task_ids, else every task the levels list, else None (all)."""
+        if self.task_ids is not None or not self.levels:
+            return self.task_ids
+        return tuple(task_id for ids in self.levels.values() for task_id in ids)
+
+    def level_of(self) -> dict[str, str]:
+        """{task id: its level} (empty without levels)."""
+        return {task_id: level for level, ids in (self.levels or {}).items() for task_id in ids}
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,7 @@ class TTTSettings:
     loss: str = knob("demonstrations", choices=LOSS_MODES)
     mode: str = knob("in_context", choices=("in_context", "direct"))
     max_examples: int = knob(250, ge=1)
+    max_tokens: int | None = knob(None, ge=MIN_SEQ_LEN)  # a task's TTT samples' tokens (one epoch); None: no budget
     permute_colours: bool = True
     batch_size: int = knob(2, ge=1)
     warmup_from_zero: bool = True
@@ -143,7 +162,7 @@ class TTTSettings:
         """How each task's TTT samples are generated."""
         return TTTDataConfig(
             augmenters=self.augmenters, max_examples=self.max_examples, mode=self.mode,
-            permute_colours=self.permute_colours, seed=seed, priority=self.priority,
+            permute_colours=self.permute_colours, seed=seed, priority=self.priority, max_tokens=self.max_tokens,
         )  # fmt: skip
 
 

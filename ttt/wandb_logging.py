@@ -59,15 +59,16 @@ class WandbRun:
     def log_results(self, rows: Sequence[dict], tasks: Sequence[Task], metrics: dict) -> None:
         """The per-task results table and the summary metrics."""
         truths = {t.id: t for t in tasks}
-        columns = ["task_id", "score", "oracle", "ttt_status", "ttt_seconds", "inference_seconds", "ttt_final_loss"]
+        columns = ["task_id", "level", "score", "oracle", "ttt_status", "ttt_tokens", "ttt_seconds", "inference_seconds",
+                   "ttt_final_loss"]  # fmt: skip
         diagnostics = ["base_nll", "ttt_nll", "nll_drop", "base_end_prob", "ttt_end_prob", "lora_update_norm", "parse_rate"]
         columns += diagnostics
         if self.log_grids:
             columns += ["test_input", "attempt_1", "attempt_2", "truth"]
         table = self.wandb.Table(columns=columns)
         for row in rows:
-            values = [row["task_id"], row["score"], row["oracle"], row["ttt_status"], row["ttt_seconds"],
-                      row["seconds"], row["ttt_final_loss"]] + [row.get(k) for k in diagnostics]  # fmt: skip
+            values = [row["task_id"], row.get("level"), row["score"], row["oracle"], row["ttt_status"], row.get("ttt_tokens"),
+                      row["ttt_seconds"], row["seconds"], row["ttt_final_loss"]] + [row.get(k) for k in diagnostics]  # fmt: skip
             if self.log_grids:
                 test = truths[row["task_id"]].test[0]
                 first = row["attempts"][0]
@@ -80,6 +81,7 @@ class WandbRun:
             table.add_data(*values)
         self.run.log({"results": table})
         self.run.summary.update({k: v for k, v in metrics.items() if v is not None and not isinstance(v, dict)})
+        self.run.summary.update(level_metrics(metrics))
 
     def save_file(self, path: Path) -> None:
         """A file of the run directory among the W&B run's files (report.html: the Files tab)."""
@@ -87,6 +89,17 @@ class WandbRun:
 
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)
+
+
+def level_metrics(metrics: dict) -> dict[str, float]:
+    """The scores per level as flat keys (`score/<level>`, `tasks_solved/<level>`, ...), which W&B
+    plots and a sweep's table compares beside the totals."""
+    return {
+        f"{key}/{level}": value
+        for level, scores in (metrics.get("by_level") or {}).items()
+        for key, value in scores.items()
+        if value is not None
+    }
 
 
 class _TaskCurves(pl.Callback):

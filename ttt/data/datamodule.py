@@ -51,7 +51,9 @@ def require_pad_token(tokenizer: Any) -> None:
         raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token before building batches")
 
 
-Samples = Callable[[Task, Callable[[SyntheticTask], bool]], list[SyntheticTask]]
+# samples(task, keep, length): a task's training samples; `keep` rejects (and counts) those over
+# max_seq_len, `length` is a sample's tokens (for a token budget)
+Samples = Callable[[Task, Callable[[SyntheticTask], bool], Callable[[SyntheticTask], int]], list[SyntheticTask]]
 
 
 def encode_tasks(
@@ -63,8 +65,8 @@ def encode_tasks(
     samples: Samples,
     warn_empty: bool = True,
 ) -> tuple[list[Encoded], list[TaskDataStats]]:
-    """Every task's training samples (`samples(task, keep)`, where `keep` rejects and counts those
-    over `max_seq_len`), tokenized with the prefix-loss labels, and what each task contributed."""
+    """Every task's training samples (`samples(task, keep, length)`, where `keep` rejects and counts
+    those over `max_seq_len`), tokenized with the prefix-loss labels, and what each task contributed."""
     segment_tokenizer = SegmentTokenizer(tokenizer)
     examples: list[Encoded] = []
     stats: list[TaskDataStats] = []
@@ -72,13 +74,17 @@ def encode_tasks(
         encoded: dict[SyntheticTask, Encoded] = {}
         too_long = 0
 
+        def length(sample: SyntheticTask) -> int:
+            if sample not in encoded:
+                encoded[sample] = segment_tokenizer.encode_task(text_format, sample, loss)
+            return len(encoded[sample])
+
         def fits(sample: SyntheticTask) -> bool:
             nonlocal too_long
-            encoded[sample] = segment_tokenizer.encode_task(text_format, sample, loss)
-            too_long += len(encoded[sample]) > max_seq_len
-            return len(encoded[sample]) <= max_seq_len
+            too_long += length(sample) > max_seq_len
+            return length(sample) <= max_seq_len
 
-        kept = [encoded[s] for s in samples(task, fits)]
+        kept = [encoded[s] for s in samples(task, fits, length)]
         examples += kept
         stats.append(
             TaskDataStats(
@@ -119,7 +125,7 @@ class TTTDataModule(LightningDataModule):
             return
         self.examples, self.stats = encode_tasks(
             self.tasks, self.tokenizer, self.format, self.loss, self.max_seq_len,
-            lambda task, keep: build_ttt_tasks(task, self.data, keep=keep),
+            lambda task, keep, length: build_ttt_tasks(task, self.data, keep, length),
         )  # fmt: skip
 
     def _sampler(self) -> LengthGroupedSampler:

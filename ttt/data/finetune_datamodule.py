@@ -97,7 +97,7 @@ class FinetuneDataModule(LightningDataModule):
             warn_empty=False,  # common with big tasks; the stage reports the total dropped
         )  # fmt: skip
 
-    def samples(self, task: Task, keep: Callable[[SyntheticTask], bool]) -> list[SyntheticTask]:
+    def samples(self, task: Task, keep: Callable[[SyntheticTask], bool], length=None) -> list[SyntheticTask]:
         return [s for s in finetune_samples(task, self.data) if not self._has_forbidden(s) and keep(s)]
 
     def _has_forbidden(self, sample: SyntheticTask) -> bool:

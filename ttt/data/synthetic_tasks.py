@@ -44,6 +44,7 @@ class TTTDataConfig:
     # Augmenter names ("none" = un-augmented) whose samples the cap keeps before any other, so
     # size-changing augmenters cannot crowd out the views inference uses; () = a uniform draw (paper).
     priority: tuple[str, ...] = ()
+    max_tokens: int | None = None  # the samples' tokens at most this (None: no budget, the paper)
 
 
 def leave_one_out(demonstrations: Sequence[Example]) -> list[SyntheticTask]:
@@ -102,10 +103,13 @@ def build_ttt_tasks(
     task: Task,
     config: TTTDataConfig = TTTDataConfig(),
     keep: Callable[[SyntheticTask], bool] = lambda _: True,
+    length: Callable[[SyntheticTask], int] = lambda _: 0,
 ) -> list[SyntheticTask]:
-    """The TTT training set of one task. `keep` filters samples (e.g. too many tokens) before the cap."""
+    """The TTT training set of one task. `keep` filters samples (e.g. too many tokens) before the
+    caps; `length` is a sample's tokens, for `config.max_tokens`."""
     rng = random.Random(f"{config.seed}/{task.id}")
     augmenters = build_augmenters(config.augmenters)
+    budget = _Budget(config.max_examples, config.max_tokens, length)
 
     def pipeline(base: list[SyntheticTask]) -> list[SyntheticTask]:
         tasks = augment(base, augmenters, rng)
@@ -115,14 +119,43 @@ def build_ttt_tasks(
 
     demos = task.train
     samples = pipeline(direct(demos) if config.mode == "direct" else leave_one_out(demos))
-    if len(samples) > config.max_examples:
+    if len(samples) > config.max_examples or not budget.holds(samples):
         rng.shuffle(samples)
         if config.priority:  # stable: a random draw within the preferred samples, then the rest
             samples.sort(key=lambda t: t.augmenter.removesuffix("+colours") not in config.priority)
-        return samples[: config.max_examples]
-    if config.top_up and config.mode == "in_context" and len(demos) > 2:
-        seen = set(samples)
-        extra = [t for t in pipeline(leave_two_out(demos)) if t not in seen]
-        rng.shuffle(extra)
-        samples += extra[: config.max_examples - len(samples)]
-    return samples
+    samples = budget.take(samples)
+    if budget.full or not (config.top_up and config.mode == "in_context" and len(demos) > 2):
+        return samples
+    seen = set(samples)
+    extra = [t for t in pipeline(leave_two_out(demos)) if t not in seen]
+    rng.shuffle(extra)
+    return samples + budget.take(extra)
+
+
+class _Budget:
+    """What is left of the two caps (samples, tokens) while samples are taken in order."""
+
+    def __init__(self, max_examples: int, max_tokens: int | None, length: Callable[[SyntheticTask], int]):
+        self.examples, self.tokens, self.length = max_examples, max_tokens, length
+
+    @property
+    def full(self) -> bool:
+        return self.examples <= 0 or (self.tokens is not None and self.tokens <= 0)
+
+    def holds(self, samples: Sequence[SyntheticTask]) -> bool:
+        return self.tokens is None or sum(map(self.length, samples)) <= self.tokens
+
+    def take(self, samples: Sequence[SyntheticTask]) -> list[SyntheticTask]:
+        """The samples, in order, that still fit; the caps shrink by what they use."""
+        taken = []
+        for sample in samples:
+            if self.full:
+                break
+            tokens = self.length(sample) if self.tokens is not None else 0
+            if self.tokens is not None and tokens > self.tokens:
+                continue  # too long for what is left: a later, shorter sample may fit
+            taken.append(sample)
+            self.examples -= 1
+            if self.tokens is not None:
+                self.tokens -= tokens
+        return taken

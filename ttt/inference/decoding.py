@@ -7,23 +7,33 @@ step every live branch of every view is one row of a single batch:
 
 - `greedy` keeps one branch per view: the most probable kept token at each step (the paper's
   decoding; the same answers as `transformers.generate` with the alphabet restricted).
-- `dfs` keeps every continuation whose cumulative probability stays at or above `min_prob` and
-  returns every answer that ends above it (ARChitects 2024: depth-first search with a threshold;
-  NVARC: p >= 0.2). The branches are expanded level by level, all views in one batch, rather
-  than one path at a time; the answers are the same set, since it is fixed by the threshold, not
-  by the order of expansion. The width is bounded: the live branches of a view are disjoint
-  prefixes of probability >= min_prob each, so there are at most 1 / min_prob of them. A branch is
-  dropped as soon as its partial answer can no longer parse (`TextFormat.hopeless`) or passes
-  `max_new_tokens`; at most `max_answers` answers per view are kept, most probable first.
+- `dfs` keeps every continuation whose log-probability stays at or above a floor and returns every
+  answer that ends above it (ARChitects 2024: depth-first search with a threshold; NVARC: p >= 0.2),
+  and always the view's greedy answer besides, so no view comes back empty. The floor
+  (`threshold`, `inference.dfs_threshold`) is one of:
+  - `absolute`: p(answer) >= min_prob (the anchors' rule). A 100-token answer clears 0.1 only if
+    its mean token NLL is below 0.023, so long answers rarely clear it;
+  - `per_token`: p(answer) >= min_prob ** tokens, i.e. a geometric-mean token probability of at
+    least min_prob, whatever the answer's length; a partial answer is held to the same rule;
+  - `relative`: p(answer) >= min_prob * p(greedy answer of the view); a branch is compared with
+    the view's greedy branch at the same length (the greedy answer's final probability is not
+    known while it is still being decoded, so this is a little stricter than comparing with it).
+  The branches are expanded level by level, all views in one batch, rather than one path at a
+  time; the answers are the same set (below the `max_branches` cap), since it is fixed by the
+  floor, not by the order of expansion. The width is bounded: `absolute` keeps at most 1 / min_prob live branches per view
+  (disjoint prefixes of probability >= min_prob each); for all three at most `max_branches` per
+  view are kept, the most probable (and the greedy one). A branch is dropped as soon as its
+  partial answer can no longer parse (`TextFormat.hopeless`) or passes `max_new_tokens`; at most
+  `max_answers` answers per view are returned, the greedy one and then the most probable.
 
-Greedy returns a branch that stopped as hopeless or ran out of tokens as its (unparseable)
-answer, like `generate` did; dfs returns only finished answers, so a view may return none.
+The greedy branch is the one that took the most probable token at every step. Greedy (and dfs for
+its greedy branch) returns it even when it stopped as hopeless or ran out of tokens, as an
+unparseable answer, like `generate` did: a lost vote, counted.
 
-The greedy answer is among the dfs answers whenever its probability clears the threshold, and it
-is dfs's most probable answer whenever its probability is at least 1/2 (no other answer can beat
-it). It need not be otherwise: the greedy first step can lead into a region where mass spreads
-over many answers, none above the threshold, while a less likely first step leads to one answer
-that clears it.
+The greedy answer is dfs's most probable answer whenever its probability is at least 1/2 (no other
+answer can beat it). It need not be otherwise: the greedy first step can lead into a region where
+mass spreads over many answers, while a less likely first step leads to one answer that clears the
+floor.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from ttt.inference.generation import Generated, largest_answer_tokens
 from ttt.inference.kv_cache import PromptCache, repeat, stack
 
 DECODERS = ("greedy", "dfs", "generate")  # inference.decoder; generate: transformers' generate (the old path)
+THRESHOLDS = ("absolute", "per_token", "relative")  # inference.dfs_threshold: what dfs_min_prob bounds
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,26 @@ class Branch:
     tokens: tuple[int, ...]
     text: str
     logprob: float
+    greedy: bool = False  # the most probable token at every step so far
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The log-probability a branch must keep to live on (see the module docstring)."""
+
+    kind: str  # "greedy" (nothing but the greedy branch) or one of THRESHOLDS
+    log_min_prob: float = 0.0
+
+    def __call__(self, length: int, greedy_logprob: float) -> float:
+        """The floor for a partial answer of `length` tokens, given the view's greedy branch's
+        log-probability at that length (or its final one, if it ended sooner)."""
+        if self.kind == "absolute":
+            return self.log_min_prob
+        if self.kind == "per_token":
+            return length * self.log_min_prob
+        if self.kind == "relative":
+            return greedy_logprob + self.log_min_prob
+        return math.inf
 
 
 class Decoder:
@@ -76,83 +107,104 @@ class Decoder:
     @torch.inference_mode()
     def greedy(self, prompts: Sequence[Sequence[int]]) -> list[Generated]:
         """One answer per prompt: the most probable token at every step."""
-        return [answers[0] for answers in self._decode(prompts, min_prob=None, max_answers=1)]
+        return [answers[0] for answers in self._decode(prompts, Floor("greedy"), max_answers=1, max_branches=1)]
 
     @torch.inference_mode()
-    def dfs(self, prompts: Sequence[Sequence[int]], min_prob: float, max_answers: int = 8) -> list[list[Generated]]:
-        """Per prompt, every answer of probability >= `min_prob` (at most `max_answers`, best first)."""
+    def dfs(
+        self,
+        prompts: Sequence[Sequence[int]],
+        min_prob: float,
+        max_answers: int = 8,
+        threshold: str = "absolute",
+        max_branches: int = 32,
+        keep_greedy: bool = True,
+    ) -> list[list[Generated]]:
+        """Per prompt, every answer above the `threshold` floor set by `min_prob` (at most
+        `max_answers`, most probable first) and, with `keep_greedy`, its greedy answer."""
         if not 0 < min_prob <= 1:
             raise ValueError(f"inference.dfs_min_prob={min_prob}: must be in (0, 1]")
-        return self._decode(prompts, min_prob, max_answers)
+        if threshold not in THRESHOLDS:
+            raise ValueError(f"inference.dfs_threshold={threshold!r}: choose one of {THRESHOLDS}")
+        if threshold == "relative" and not keep_greedy:
+            raise ValueError("dfs_threshold='relative' follows the greedy branch: keep_greedy must be true")
+        floor = Floor(threshold, math.log(min_prob))
+        return self._decode(prompts, floor, max_answers, max_branches, keep_greedy)
 
-    def _decode(self, prompts, min_prob: float | None, max_answers: int) -> list[list[Generated]]:
+    def _decode(
+        self, prompts, floor: Floor, max_answers: int, max_branches: int, keep_greedy: bool = True
+    ) -> list[list[Generated]]:
         self.model.eval()
         found: list[list[Branch]] = [[] for _ in prompts]
         for start in range(0, len(prompts), self.batch_size):
             chunk = range(start, min(start + self.batch_size, len(prompts)))
-            self._search(prompts, chunk, min_prob, found)
-        return [
-            [self._generated(b) for b in sorted(branches, key=lambda b: -b.logprob)[:max_answers]]
-            for branches in found
-        ]
+            self._search(prompts, chunk, floor, max_branches, keep_greedy, found)
+        return [[self._generated(b) for b in _best(branches, max_answers)] for branches in found]
 
-    def _search(self, prompts, views: range, min_prob: float | None, found: list[list[Branch]]) -> None:
+    def _search(self, prompts, views: range, floor: Floor, max_branches: int, keep_greedy: bool, found) -> None:
         """Expand the branches of `views` level by level, appending answers to `found`."""
         encoded = self.prompts.encode([prompts[v] for v in views], self.batch_size)
         cache, mask = stack(encoded)
         lengths = torch.tensor([e.length for e in encoded])
         hidden = torch.stack([e.last_hidden for e in encoded])
-        branches = [Branch(v, (), "", 0.0) for v in views]
+        branches = [Branch(v, (), "", 0.0, keep_greedy) for v in views]
         rows = list(range(len(branches)))  # each branch's prompt row in `lengths`
-        floor = -math.inf if min_prob is None else math.log(min_prob)
-        greedy = min_prob is None
+        greedy_logprob = {v: 0.0 for v in views}  # the greedy branch's, at the current length
         for step in range(self.max_new_tokens):
             logprobs = self.head.logprobs(hidden).cpu()
-            kept, parents, tokens = [], [], []
+            best = logprobs.argmax(-1).tolist()
             for row, branch in enumerate(branches):
-                for index, logprob in self._children(logprobs[row], branch.logprob, floor, greedy):
-                    child = Branch(
-                        branch.view, branch.tokens + (int(self.head.token_ids[index]),),
-                        branch.text + self.head.pieces[index], branch.logprob + logprob,
-                    )  # fmt: skip
-                    if self.head.stops[index] or self.format.end_marker in child.text:
-                        found[child.view].append(child)
-                    elif self.format.hopeless(child.text):
-                        if greedy:  # an answer that cannot parse, as generate returned it
-                            found[child.view].append(child)
-                    elif step + 1 == self.max_new_tokens:
-                        if greedy:  # out of tokens: returned unfinished
-                            found[child.view].append(child)
-                    else:
-                        kept.append(child)
-                        parents.append(row)
-                        tokens.append(child.tokens[-1])
+                if branch.greedy:
+                    greedy_logprob[branch.view] = branch.logprob + float(logprobs[row, best[row]])
+            kept: list[tuple[Branch, int]] = []  # (child, parent row)
+            for row, branch in enumerate(branches):
+                bar = floor(step + 1, greedy_logprob[branch.view])
+                for index in self._children(logprobs[row], branch.logprob, bar):
+                    is_greedy = branch.greedy and index == best[row]
+                    kept += self._grow(branch, index, float(logprobs[row, index]), is_greedy, step, found, row)
+                if branch.greedy and branch.logprob + float(logprobs[row, best[row]]) < bar:
+                    kept += self._grow(branch, best[row], float(logprobs[row, best[row]]), True, step, found, row)
+            kept = _widest(kept, max_branches)
             if not kept:
                 return
+            parents = [row for _, row in kept]
             if parents != list(range(len(branches))):  # a branch split or ended: rows follow the branches
                 index = torch.tensor(parents, device=mask.device)
                 cache.reorder_cache(index)
                 mask = mask[index]
                 rows = [rows[p] for p in parents]
-            mask = torch.cat([mask, mask.new_ones(len(kept), 1)], dim=1)
+            branches = [child for child, _ in kept]
+            mask = torch.cat([mask, mask.new_ones(len(branches), 1)], dim=1)
             positions = (lengths[rows] + step)[:, None]
-            ids = torch.tensor(tokens, device=mask.device)[:, None]
+            ids = torch.tensor([b.tokens[-1] for b in branches], device=mask.device)[:, None]
             hidden = self.prompts.forward(ids, cache, mask, positions)[0][:, -1]
-            branches = kept
+
+    def _grow(self, branch: Branch, index: int, logprob: float, greedy: bool, step: int, found, row: int):
+        """The child of `branch` by kept-token `index`: an answer (appended to `found`), dropped,
+        or returned as [(child, parent row)] to expand further."""
+        child = Branch(
+            branch.view, branch.tokens + (int(self.head.token_ids[index]),),
+            branch.text + self.head.pieces[index], branch.logprob + logprob, greedy,
+        )  # fmt: skip
+        if self.head.stops[index] or self.format.end_marker in child.text:
+            found[child.view].append(child)
+        elif self.format.hopeless(child.text) or step + 1 == self.max_new_tokens:
+            if greedy:  # an answer that cannot parse, or unfinished, as generate returned it
+                found[child.view].append(child)
+        else:
+            return [(child, row)]
+        return []
 
     @staticmethod
-    def _children(logprobs: torch.Tensor, so_far: float, floor: float, greedy: bool) -> list[tuple[int, float]]:
-        """(kept-token index, log-probability) of the continuations to expand, most probable first."""
-        if greedy:
-            best = int(logprobs.argmax())
-            return [(best, float(logprobs[best]))]
+    def _children(logprobs: torch.Tensor, so_far: float, floor: float) -> list[int]:
+        """Kept-token indices of the continuations at or above `floor`, most probable first."""
+        if so_far + float(logprobs.max()) < floor:
+            return []
         order = torch.argsort(logprobs, descending=True)
         children = []
         for index in order.tolist():
-            logprob = float(logprobs[index])
-            if so_far + logprob < floor:
+            if so_far + float(logprobs[index]) < floor:
                 break
-            children.append((index, logprob))
+            children.append(index)
         return children
 
     def _generated(self, branch: Branch) -> Generated:
@@ -194,3 +246,27 @@ class Decoder:
     def forget(self) -> None:
         """Drop the encoded prompts (call between tasks, and whenever the weights change)."""
         self.prompts.forget()
+
+
+def _widest(kept: list[tuple[Branch, int]], max_branches: int) -> list[tuple[Branch, int]]:
+    """At most `max_branches` live branches per view: the greedy one and the most probable; the
+    rest keep their order (parents' rows ascending)."""
+    by_view: dict[int, list[int]] = {}
+    for position, (branch, _) in enumerate(kept):
+        by_view.setdefault(branch.view, []).append(position)
+    dropped = set()
+    for positions in by_view.values():
+        if len(positions) > max_branches:
+            ranked = sorted(positions, key=lambda p: (not kept[p][0].greedy, -kept[p][0].logprob))
+            dropped.update(ranked[max_branches:])
+    return [item for position, item in enumerate(kept) if position not in dropped]
+
+
+def _best(branches: list[Branch], max_answers: int) -> list[Branch]:
+    """The `max_answers` most probable answers, most probable first, the greedy one always among them."""
+    ranked = sorted(branches, key=lambda b: -b.logprob)
+    chosen = ranked[:max_answers]
+    greedy = next((b for b in ranked[max_answers:] if b.greedy), None)
+    if greedy is not None:
+        chosen[-1] = greedy
+    return chosen

@@ -29,7 +29,7 @@ from ttt.arc.task import Task
 from ttt.arc.transforms import DIHEDRAL_NAMES
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.answer_head import NORMALISATIONS
-from ttt.inference.decoding import DECODERS
+from ttt.inference.decoding import DECODERS, THRESHOLDS
 from ttt.inference.generation import Generated
 from ttt.inference.inference_weights import INFERENCE_DTYPES
 from ttt.inference.views import PAPER_TRANSFORMS, View, make_views
@@ -60,7 +60,10 @@ class InferenceSettings:
     poe_candidates: int = knob(8, ge=1)  # best-voted candidates rescored under poe / nvarc
     decoder: str = knob("greedy", choices=DECODERS)  # greedy (paper) | dfs | generate (transformers')
     dfs_min_prob: float = knob(0.1, gt=0, le=1)  # dfs: answers (and branches) below it are dropped
-    dfs_max_answers: int = knob(8, ge=1)  # dfs: most probable answers kept per view
+    dfs_threshold: str = knob("absolute", choices=THRESHOLDS)  # what dfs_min_prob bounds (ttt.inference.decoding)
+    dfs_max_answers: int = knob(8, ge=1)  # dfs: most probable answers kept per view (the greedy one always)
+    dfs_max_branches: int = knob(32, ge=1)  # dfs: live partial answers per view, the most probable
+    dfs_keep_greedy: bool = True  # dfs: every view also returns its greedy answer (false: the floor alone)
     normalise: str = knob("alphabet", choices=NORMALISATIONS)  # log-probs over the answer tokens | vocabulary
     merge_lora: bool = True  # decode with the LoRA update merged into the weights (restored after)
     dtype: str | None = knob(None, choices=INFERENCE_DTYPES)  # weights to decode in; None: the model's
@@ -71,7 +74,10 @@ class InferenceSettings:
     seed: int = 0
 
     def problems(self) -> list[str]:
-        return [] if self.transforms else ["transforms=[]: name at least one (identity: no augmentation)"]
+        problems = [] if self.transforms else ["transforms=[]: name at least one (identity: no augmentation)"]
+        if self.dfs_threshold == "relative" and not self.dfs_keep_greedy:
+            problems.append("dfs_threshold='relative' follows each view's greedy answer: needs dfs_keep_greedy=true")
+        return problems
 
 
 @dataclass
@@ -123,6 +129,7 @@ def predict_task(
     """Two attempts per test input, with candidates, diagnostics and (if solutions are known) scores."""
     started = time.perf_counter()
     prompted: list[PromptedView] = []
+    dropped = {"demonstrations": 0, "views": 0}  # what did not fit max_seq_len
     for test_index, test in enumerate(task.test):
         views = make_views(
             task, test_index, settings.transforms, settings.permutations,
@@ -130,9 +137,12 @@ def predict_task(
         )  # fmt: skip
         for view in views:
             fitted = fit_prompt(task, view, test.input, text_format, encoder, settings.max_seq_len)
-            if fitted is not None:
-                fitted.test_index = test_index
-                prompted.append(fitted)
+            if fitted is None:
+                dropped["views"] += 1
+                continue
+            fitted.test_index = test_index
+            dropped["demonstrations"] += len(view.order) - len(fitted.view.order)
+            prompted.append(fitted)
     answers = answer(prompted) if prompted else []
 
     tests = []
@@ -164,6 +174,8 @@ def predict_task(
         "oracle": sum(t["in_candidates"] for t in tests) / len(tests) if scored else None,
         "view_accuracy": sum(t["view_accuracy"] for t in tests) / len(tests) if scored else None,
         "num_views": len(prompted),
+        "demonstrations_dropped": dropped["demonstrations"],  # from views whose prompt was over max_seq_len
+        "views_dropped": dropped["views"],  # views that did not fit even with no demonstration
         "answers_per_view": round(sum(len(a) for a in answers) / len(prompted), 3) if prompted else 0.0,
         "seconds": round(time.perf_counter() - started, 2),
     }

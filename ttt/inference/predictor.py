@@ -80,7 +80,10 @@ class Predictor:
             model, self.tokenizer, self.format, s.batch_size, s.max_new_tokens, s.restrict_alphabet, s.normalise
         )
         if s.decoder == "dfs":
-            answer = lambda prompted: decoder.dfs([p.prompt for p in prompted], s.dfs_min_prob, s.dfs_max_answers)  # noqa: E731
+            answer = lambda prompted: decoder.dfs(  # noqa: E731
+                [p.prompt for p in prompted], s.dfs_min_prob, s.dfs_max_answers, s.dfs_threshold, s.dfs_max_branches,
+                s.dfs_keep_greedy,
+            )
         else:
             answer = lambda prompted: [[g] for g in decoder.greedy([p.prompt for p in prompted])]  # noqa: E731
         return answer, decoder.score, decoder.forget
@@ -90,6 +93,8 @@ def prediction_line(result: dict) -> str:
     """One line per predicted task."""
     parsed = sum(t["num_parsed"] for t in result["tests"])
     text = f"{result['task_id']}: {result['num_views']} views, {parsed} answers parsed, {result['seconds']:.1f} s"
+    if result.get("demonstrations_dropped"):
+        text += f", {result['demonstrations_dropped']} demonstrations left out of prompts over max_seq_len"
     if result.get("heldout"):
         text += f", held-out {result['heldout']['target']} NLL {result['heldout']['nll']:.3f}"
     if result["score"] is not None:

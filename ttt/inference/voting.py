@@ -9,8 +9,9 @@ Ranking and tie-breaking, in order (documented and tested):
 2. more votes in the identity group (the paper's code prefers what the untransformed view says);
 3. higher best log-probability of any view that produced it (None counts as -inf);
 4. the earlier first appearance in the prediction list (views are ordered identity first).
-Fewer than two candidates: the attempts are filled with the test input itself, then a 1x1 grid of
-0, so there are always exactly two distinct attempts.
+Fewer than two candidates: the attempts are filled with a 1x1 grid of 0 (then of 1), so there are
+always exactly two distinct attempts; the test input itself is a fallback only when no view
+produced a grid at all (it is never an attempt beside a candidate).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def rank_hierarchical(predictions: Sequence[Prediction], top_k: int = 3) -> list
 def attempts(ranked: Sequence[Candidate], test_input: Grid, count: int = 2) -> list[Grid]:
     """The first `count` ranked grids, filled with fallbacks to exactly `count` distinct grids."""
     chosen: list[Grid] = []
-    for grid in [c.grid for c in ranked] + [test_input, ((0,),), ((1,),)]:
+    fallbacks = [((0,),), ((1,),)] if ranked else [test_input, ((0,),), ((1,),)]
+    for grid in [c.grid for c in ranked] + fallbacks:
         if grid not in chosen:
             chosen.append(grid)
         if len(chosen) == count:

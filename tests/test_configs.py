@@ -11,8 +11,8 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 
 # model -> (lr, epochs, max_examples, format, dtype, accelerator, max_seq_len)
 PAPER = {
-    "135m": (3.5e-4, 2, 48, "compact", "fp32", "cpu", 8192),  # the searched small-model recipe
-    "135m_paper": (5e-5, 1, 16, "compact", "fp32", "cpu", 8192),  # the paper's recipe, CPU budget
+    "135m": (3.5e-4, 2, 48, "compact", "auto", "cpu", 8192),  # the searched small-model recipe
+    "135m_paper": (5e-5, 1, 16, "compact", "auto", "cpu", 8192),  # the paper's recipe, CPU budget
     "1b": (5e-5, 2, 250, "paper", "bf16", "gpu", 8192),
     "3b": (5e-5, 2, 250, "paper", "bf16", "gpu", 8192),
     "8b": (1e-4, 2, 250, "paper", "bf16", "gpu", 8192),
@@ -86,7 +86,24 @@ def test_the_default_run_is_the_embedded_model_on_five_small_tasks():
     assert list(cfg.data.task_ids) == ["66e6c45b", "00576224", "be03b35f", "4cd1b7b2", "ca8de6ea"]
 
 
-@pytest.mark.parametrize("data", ["arc_agi_1_small", "arc_agi_1", "arc_agi_2", "kaggle", "task_dir"])
+def test_the_paper_subset_is_its_80_tasks_in_four_levels_and_the_dev_sets_are_training_tasks():
+    from ttt.settings import RunSettings
+
+    cfg = compose_with("data=arc_agi_1_paper80")
+    assert cfg.data.task_ids is None and cfg.data.split == "evaluation"
+    assert {level: len(ids) for level, ids in cfg.data.levels.items()} == {"easy": 20, "medium": 20, "hard": 20, "expert": 20}
+    data = RunSettings.from_config(cfg).data
+    assert len(set(data.selected_ids)) == 80 and data.level_of()["66e6c45b"] == "easy"
+    reference = Path(__file__).resolve().parents[2] / "shared" / "parity" / "paper_subset_80.csv"
+    if reference.is_file():  # the reference code's own list (../shared/parity), where it is checked out
+        rows = [line.split(",") for line in reference.read_text().split()[1:]]
+        assert {t: level for t, level in rows} == data.level_of()
+    for dev in ("arc_agi_1_dev", "arc_agi_1_dev_mid"):
+        assert compose_with(f"data={dev}").data.split == "training"
+    assert not set(compose_with("data=arc_agi_1_dev").data.task_ids) & set(compose_with("data=arc_agi_1_dev_mid").data.task_ids)
+
+
+@pytest.mark.parametrize("data", ["arc_agi_1_small", "arc_agi_1", "arc_agi_2", "kaggle", "task_dir", "arc_agi_1_paper80"])
 @pytest.mark.parametrize("logger", ["csv", "wandb", "none"])
 def test_data_and_logger_groups_compose(data, logger):
     cfg = compose_with(f"data={data}", f"logger={logger}", "model=1b")

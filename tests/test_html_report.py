@@ -251,3 +251,8 @@ def test_levels_give_scores_per_level_in_metrics_table_and_page(tmp_path):
     summarize(plain, tmp_path / "plain")
     assert "<th>level</th>" not in write_report(tmp_path / "plain").read_text()
     assert "by level" not in table(tmp_path / "plain")
+    (tmp_path / "sweep").mkdir()  # a sweep of such runs: each level's tasks solved per job
+    shutil.copytree(tmp_path, tmp_path / "sweep" / "0", ignore=shutil.ignore_patterns("sweep", "plain"))
+    index = write_sweep_index(tmp_path / "sweep").read_text()
+    assert "<th>solved: easy</th><th>solved: hard</th>" in index.replace("\n", "").replace("  ", "")
+    assert re.search(r'data-level="hard">1.0/1</td>', index)

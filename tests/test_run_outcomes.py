@@ -268,3 +268,17 @@ def test_tasks_adapted_with_inference_off_are_predicted_later_by_their_own_adapt
     run_in(tmp_path / "straight", tiny_model_dir, task_ids=SMALL[:1])
     straight = read(tmp_path / "straight" / SMALL[0] / "predictions.json")
     assert later["heldout"] == straight["heldout"] and later["tests"] == straight["tests"]  # the same adapter
+
+
+def test_a_run_over_levelled_tasks_with_a_token_budget_scores_each_level(tiny_model_dir, tmp_path, capsys):
+    """data.levels alone selects the tasks (as data=arc_agi_1_paper80 does) and labels them; every
+    task's TTT samples stay within ttt.max_tokens."""
+    overrides = [o for o in tiny(tiny_model_dir) if not o.startswith("data.task_ids")]
+    levels = f"data.levels={{easy:[{SMALL[0]}],hard:[{SMALL[1]}]}}"
+    metrics = run(config(*overrides, "data.task_ids=null", levels, "ttt.max_examples=8", "ttt.max_tokens=300",
+                         f"paths.output_dir={tmp_path}"))  # fmt: skip
+    assert sorted(read(tmp_path / "run.json")["task_ids"]) == sorted(SMALL)
+    assert {level: s["num_scored"] for level, s in metrics["by_level"].items()} == {"easy": 1, "hard": 1}
+    records = [read(tmp_path / t / "ttt.json") for t in SMALL]
+    assert all(0 < r["num_tokens"] <= 300 for r in records) and metrics["ttt_tokens"] == sum(r["num_tokens"] for r in records)
+    assert "pass@2 by level: easy 0/1 (0.000); hard 0/1" in capsys.readouterr().out  # data.levels' order

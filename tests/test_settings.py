@@ -127,3 +127,18 @@ def test_a_sweep_objective_must_be_a_number_the_run_returns(tmp_path):
     record = {"task_id": "t", "status": "done", "seconds": 1.0, "base_nll": 1.0, "ttt_nll": 0.5}
     returned = set(metrics_from_rows([row])) | set(summarize_adaptation([record], tmp_path))
     assert returned - {"ttt_errors", "by_level"} == set(METRIC_KEYS)  # every number a run returns can be an objective
+
+
+@pytest.mark.parametrize("has_bf16,expected", [(True, ("bf16", "bf16-mixed")), (False, ("fp32", "32-true"))])
+def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_instructions(monkeypatch, has_bf16, expected):
+    """CPU instructions are mocked here: the test must hold on any machine (this one has AMX)."""
+    import ttt.model.loading as loading
+
+    monkeypatch.setattr(loading, "cpu_has_bf16", lambda: has_bf16)
+    settings = RunSettings.from_config(config("model.dtype=auto", "trainer.precision=auto"))
+    assert (settings.model.dtype, settings.trainer.precision) == expected
+    assert (settings.flat()["model.dtype"], settings.flat()["trainer.precision"]) == expected  # as run.json records
+    gpu = RunSettings.from_config(config("model.dtype=auto", "trainer.precision=auto", "model.device=cuda"))
+    assert (gpu.model.dtype, gpu.trainer.precision) == ("bf16", "bf16-mixed")
+    fixed = RunSettings.from_config(config("model.dtype=fp32", "trainer.precision=32-true"))
+    assert (fixed.model.dtype, fixed.trainer.precision) == ("fp32", "32-true")  # a value given is kept

@@ -98,7 +98,8 @@ def run_page(run_dir: Path, top_candidates: int = TOP_CANDIDATES) -> dict:
         rows.append(view["row"])
     metrics = problems.read(METRICS, "the summary below is computed from the per-task files")
     if metrics is None:
-        metrics = metrics_from_rows(rows) if rows else {}
+        levels = settings.get("data.levels")
+        metrics = metrics_from_rows(rows, list(levels) if isinstance(levels, dict) else ()) if rows else {}
     if not ids:
         problems.items.append("no task found: no run.json task list and no <task_id>/ folder with a task's files")
     return {
@@ -338,9 +339,10 @@ def write_sweep_index(sweep_dir: str | Path, job_reports: bool = True, top_candi
     common = [o for o in jobs[0]["overrides"] if all(o in j["overrides"] for j in jobs)] if len(jobs) > 1 else []
     for job in jobs:  # each row shows what its job varies; what all share is said once
         job["overrides"] = [o for o in job["overrides"] if o not in common]
+    levels = list(dict.fromkeys(level for j in jobs for level in j["metrics"].get("by_level") or {}))
     html = _environment().get_template("index.html.j2").render(
         title=f"TTT sweep: {sweep_dir.resolve().name}", sweep_dir=str(sweep_dir.resolve()), jobs=jobs,
-        common_overrides=common, problems=problems,
+        common_overrides=common, problems=problems, levels=levels,
     )  # fmt: skip
     path = sweep_dir / SWEEP_INDEX
     write_text_atomic(path, html)

@@ -38,12 +38,12 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path, levels: Mapping[str, s
         submission[task.id] = submission_entry(attempts)
         level = (levels or {}).get(task.id)
         rows.append({**task_row(task.id, prediction, ttt, level), "attempts": submission[task.id]})
-    return write_outputs(out_dir, submission, rows)
+    return write_outputs(out_dir, submission, rows, list(dict.fromkeys((levels or {}).values())))
 
 
-def write_outputs(out_dir: Path, submission: dict, rows: list[dict]) -> dict:
+def write_outputs(out_dir: Path, submission: dict, rows: list[dict], levels: Sequence[str] = ()) -> dict:
     """Write submission.json, results.json and metrics.json; return the metrics."""
-    metrics = metrics_from_rows(rows)
+    metrics = metrics_from_rows(rows, levels)
     write_json_atomic(out_dir / SUBMISSION, submission)
     write_json_atomic(out_dir / RESULTS, rows)
     write_json_atomic(out_dir / METRICS, metrics)
@@ -124,7 +124,8 @@ def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path, allow_partial: 
         "task_ids": [r["task_id"] for r in rows], "settings": first.get("settings", {}),
         "merged_from": [str(d) for d in jobs], "ended": timestamp(),
     })  # fmt: skip
-    return write_outputs(out_dir, dict(sorted(submission.items())), rows)
+    levels = list((first.get("settings", {}).get("data.levels") or {}))
+    return write_outputs(out_dir, dict(sorted(submission.items())), rows, levels)
 
 
 # What a merge copies of each task's folder (not its adapter): what the report reads.

@@ -54,8 +54,9 @@ def task_row(task_id: str, prediction: dict | None, ttt: dict | None, level: str
     }  # fmt: skip
 
 
-def metrics_from_rows(rows: Sequence[dict]) -> dict:
-    """The run's summary from its per-task rows (also used to merge shards)."""
+def metrics_from_rows(rows: Sequence[dict], levels: Sequence[str] = ()) -> dict:
+    """The run's summary from its per-task rows (also used to merge shards); `levels`: the order to
+    give the levels in (data.levels'), else the order the rows show them in."""
     scored = [r for r in rows if r["score"] is not None]
     return {
         **scores(rows),
@@ -77,7 +78,7 @@ def metrics_from_rows(rows: Sequence[dict]) -> dict:
         "ttt_tokens": sum(r.get("ttt_tokens") or 0 for r in rows),  # every task's TTT samples' tokens (one epoch)
         "inference_seconds": round(sum(r["seconds"] or 0 for r in rows), 1),
         "demonstrations_dropped": sum(r.get("demonstrations_dropped") or 0 for r in rows),  # over max_seq_len
-        "by_level": by_level(rows),  # {level: its scores} for tasks labelled by data.levels ({} without)
+        "by_level": by_level(rows, levels),  # {level: its scores} for tasks labelled by data.levels ({} without)
     }
 
 
@@ -94,7 +95,9 @@ def scores(rows: Sequence[dict]) -> dict:
     }
 
 
-def by_level(rows: Sequence[dict]) -> dict[str, dict]:
-    """`scores` of each level's tasks, levels in the order they first appear."""
-    levels = list(dict.fromkeys(r.get("level") for r in rows if r.get("level") is not None))
+def by_level(rows: Sequence[dict], order: Sequence[str] = ()) -> dict[str, dict]:
+    """`scores` of each level's tasks: the levels of `order` that have tasks, then any other in the
+    order the rows show them."""
+    present = [r.get("level") for r in rows if r.get("level") is not None]
+    levels = [level for level in dict.fromkeys([*order, *present]) if level in present]
     return {level: scores([r for r in rows if r.get("level") == level]) for level in levels}

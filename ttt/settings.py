@@ -35,7 +35,7 @@ from ttt.data.tokenize import LOSS_MODES
 from ttt.inference.predict import InferenceSettings
 from ttt.knobs import MIN_SEQ_LEN, Choices, SettingsError, build, flatten, knob
 from ttt.model.lora import LoraSettings
-from ttt.model.loading import DTYPES, EMBEDDED, SHIPPED_ADAPTERS, resolve_adapter
+from ttt.model.loading import AUTO, DTYPES, EMBEDDED, SHIPPED_ADAPTERS, auto_precision, resolve_adapter
 from ttt.outputs import FINETUNE_METRIC_KEYS, METRIC_KEYS
 
 __all__ = ["SettingsError", "RunSettings", "InferenceSettings"]
@@ -107,7 +107,7 @@ class ModelSettings:
 
     name_or_path: str = EMBEDDED
     adapter: str | None = None  # a PEFT LoRA adapter (dir, or a name in ttt/model/adapters/) merged into the weights
-    dtype: str = knob("bf16", choices=tuple(DTYPES))
+    dtype: str = knob("bf16", choices=(*DTYPES, AUTO))  # auto: resolved by RunSettings.from_config
     device: str = knob("cpu", choices=DEVICES)
     attn_implementation: str | None = knob("sdpa", choices=("sdpa", "eager", "flash_attention_2", "flex_attention"))
     format: str = knob("compact", choices=tuple(FORMATS))
@@ -222,7 +222,7 @@ class TrainerSettings:
     """Lightning's Trainer (configs/trainer/)."""
 
     accelerator: str = knob("cpu", choices=(*sorted(AcceleratorRegistry.available_accelerators()), "gpu", "auto"))
-    precision: str = knob("32-true", choices=get_args(_PRECISION_INPUT_STR) + get_args(_PRECISION_INPUT_STR_ALIAS))
+    precision: str = knob("32-true", choices=(*get_args(_PRECISION_INPUT_STR), *get_args(_PRECISION_INPUT_STR_ALIAS), AUTO))
     progress_bar: bool = True
     devices: int = knob(1, ge=-1)  # -1: every visible GPU
     num_nodes: int = knob(1, ge=1)
@@ -286,7 +286,7 @@ class RunSettings:
         settings = build(cls, _plain(cfg))
         # inference reads the data's length limit and the run's seed (one value each, one key each)
         inference = dataclasses.replace(settings.inference, max_seq_len=settings.data.max_seq_len, seed=settings.seed)
-        return dataclasses.replace(settings, inference=inference)
+        return _resolve_auto(dataclasses.replace(settings, inference=inference))
 
     def flat(self) -> dict[str, Any]:
         """`{"group.key": value}`: what run.json, the task records and W&B store."""
@@ -311,6 +311,19 @@ class RunSettings:
         keep.pop("inference.batch_size", None)
         keep.pop("inference.enabled", None)
         return {**self.affecting_adapters(), **keep}
+
+
+def _resolve_auto(settings: RunSettings) -> RunSettings:
+    """`model.dtype=auto` and `trainer.precision=auto` as this machine runs them (`auto_precision`):
+    what run.json and the task records store, so a resume on a machine that resolves them otherwise
+    is refused like any other change of settings."""
+    dtype, precision = auto_precision(settings.model.device)
+    model, trainer = settings.model, settings.trainer
+    if model.dtype == AUTO:
+        model = dataclasses.replace(model, dtype=dtype)
+    if trainer.precision == AUTO:
+        trainer = dataclasses.replace(trainer, precision=precision)
+    return dataclasses.replace(settings, model=model, trainer=trainer)
 
 
 def _plain(cfg: DictConfig | dict) -> dict:

@@ -34,14 +34,16 @@ def main(args: list[str]) -> None:
             cells += [cell(nll, ".3f"), cell(r.get("parse_rate")), cell(r.get("oracle")), cell(r.get("score"))]
         lines.append("| " + " | ".join(cells) + " |")
     print("\n".join(lines) + "\n")
-    print("| run | tasks | pass@2 | all solved | oracle | parsed | NLL before | NLL after | NLL lowered | TTT s/task | infer s/task |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| run | tasks | pass@2 | all solved | oracle | parsed | answers/view | NLL before | NLL after | NLL lowered "
+          "| TTT tokens/task | TTT s/task | infer s/task |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (rows, m) in runs.items():
         n = m["num_tasks"]
         print(
             f"| {name} | {n} | {cell(m['tasks_solved'], '.0f')}/{m['num_scored']} | {cell(m['all_solved'], '.3f')} | "
-            f"{cell(m['oracle'], '.3f')} | {cell(m.get('parse_rate'), '.3f')} | {cell(m.get('base_nll'), '.3f')} | "
-            f"{cell(m.get('ttt_nll'), '.3f')} | {m.get('nll_lowered', 0)}/{m.get('nll_measured', 0)} | "
+            f"{cell(m['oracle'], '.3f')} | {cell(m.get('parse_rate'), '.3f')} | {cell(m.get('answers_per_view'))} | "
+            f"{cell(m.get('base_nll'), '.3f')} | {cell(m.get('ttt_nll'), '.3f')} | "
+            f"{m.get('nll_lowered', 0)}/{m.get('nll_measured', 0)} | {cell(m.get('ttt_tokens', 0) / n, '.0f')} | "
             f"{cell(m['ttt_seconds'] / n, '.1f')} | {cell(m['inference_seconds'] / n, '.1f')} |"
         )
 

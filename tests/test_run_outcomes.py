@@ -155,6 +155,20 @@ def test_the_adapter_is_saved_before_inference_so_an_inference_error_keeps_it(ti
     assert not list(tmp_path.glob(f"{SMALL[0]}/.adapter.*"))  # no temporary folder left behind
 
 
+def test_a_tasks_ttt_seconds_leave_out_the_inference_at_fit_end(tiny_model_dir, tmp_path, monkeypatch):
+    from ttt.inference.predictor import Predictor
+
+    predict = Predictor.predict
+
+    def slow(self, model, tasks, note=None):
+        time.sleep(10)  # far longer than the tiny model's whole TTT
+        return predict(self, model, tasks, note)
+
+    monkeypatch.setattr(Predictor, "predict", slow)
+    run_in(tmp_path, tiny_model_dir, task_ids=SMALL[:1])
+    assert read(tmp_path / SMALL[0] / "ttt.json")["seconds"] < 10  # it used to count the inference callback's too
+
+
 def train_py_until(out_dir, model_dir, stop, sig):
     """Start train.py; once `stop(out_dir)` holds, send `sig`; return the finished process."""
     process = subprocess.Popen(

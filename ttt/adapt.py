@@ -53,7 +53,7 @@ class TaskRecord:
     num_examples: int = 0
     num_tokens: int = 0  # one epoch's (the samples'); TTT trained on epochs x this
     num_too_long: int = 0  # samples dropped for being over data.max_seq_len
-    seconds: float = 0.0
+    seconds: float = 0.0  # data, held-out NLL before and after, fit, save (inference at fit end is not counted)
     final_loss: float | None = None  # mean training loss over the last epoch
     adapter: str | None = None  # folder of the saved adapter, relative to the run's output dir
     error: str | None = None
@@ -73,13 +73,16 @@ def read_record(out_dir: Path, name: str) -> TaskRecord | None:
 
 
 class SaveAdapter(pl.Callback):
-    """Saves the fitted adapter when the fit ends, before the callbacks after it (inference) run."""
+    """Saves the fitted adapter when the fit ends, before the callbacks after it (inference) run,
+    and notes when those began, so the task's TTT seconds leave out the inference seconds."""
 
     def __init__(self, adapter: Adapter, directory: Path):
         self.adapter, self.directory = adapter, directory
+        self.saved_at: float | None = None
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.adapter.save(self.directory)
+        self.saved_at = time.perf_counter()
 
 
 def fit_adapter(
@@ -112,6 +115,7 @@ def fit_adapter(
     module = TTTModule(
         adapter.model, ttt.lr, ttt.weight_decay, ttt.warmup_fraction, ttt.gradient_checkpointing, ttt.warmup_from_zero
     )
+    save = SaveAdapter(adapter, out_dir / name)
     trainer = pl.Trainer(
         max_epochs=ttt.epochs,
         accelerator=settings.trainer.accelerator,
@@ -119,7 +123,7 @@ def fit_adapter(
         precision=settings.trainer.precision,
         gradient_clip_val=ttt.gradient_clip,
         logger=CSVLogger(out_dir / name, name="logs", version=0) if settings.logger.name == "csv" else False,
-        callbacks=[SaveAdapter(adapter, out_dir / name), *callbacks],
+        callbacks=[save, *callbacks],
         log_every_n_steps=1,
         enable_checkpointing=False,
         enable_model_summary=False,
@@ -127,6 +131,7 @@ def fit_adapter(
         num_sanity_val_steps=0,
     )
     trainer.fit(module, datamodule=datamodule)
+    after_callbacks = time.perf_counter() - (save.saved_at or time.perf_counter())  # inference, W&B: not TTT
     after = measure(held_out, token_logprobs) if held_out else None
     loss = module.last_epoch_loss()
     update_norm = relative_update_norm(adapter.model)
@@ -142,7 +147,7 @@ def fit_adapter(
         num_examples=len(datamodule.examples),
         num_tokens=sum(s.num_tokens for s in datamodule.stats),
         num_too_long=sum(s.num_too_long for s in datamodule.stats),
-        seconds=round(time.perf_counter() - started, 2),
+        seconds=round(time.perf_counter() - started - after_callbacks, 2),
         final_loss=None if loss is None else round(loss, 6),
         adapter=name,
         heldout_target=before.target if before else None,

@@ -140,5 +140,7 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_instructions(monkeypatch
     assert (settings.flat()["model.dtype"], settings.flat()["trainer.precision"]) == expected  # as run.json records
     gpu = RunSettings.from_config(config("model.dtype=auto", "trainer.precision=auto", "model.device=cuda"))
     assert (gpu.model.dtype, gpu.trainer.precision) == ("bf16", "bf16-mixed")
+    finetune = RunSettings.from_config(config("stage=finetune", "model.dtype=auto", "trainer.precision=auto"))
+    assert (finetune.model.dtype, finetune.trainer.precision) == ("fp32", expected[1])  # trained or merged into
     fixed = RunSettings.from_config(config("model.dtype=fp32", "trainer.precision=32-true"))
     assert (fixed.model.dtype, fixed.trainer.precision) == ("fp32", "32-true")  # a value given is kept

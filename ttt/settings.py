@@ -316,8 +316,11 @@ class RunSettings:
 def _resolve_auto(settings: RunSettings) -> RunSettings:
     """`model.dtype=auto` and `trainer.precision=auto` as this machine runs them (`auto_precision`):
     what run.json and the task records store, so a resume on a machine that resolves them otherwise
-    is refused like any other change of settings."""
+    is refused like any other change of settings. The fine-tuning stage keeps fp32 weights: it trains
+    them (full) or merges an adapter into them (LoRA), and bf16 weights would round both."""
     dtype, precision = auto_precision(settings.model.device)
+    if settings.stage == "finetune":
+        dtype = "fp32"
     model, trainer = settings.model, settings.trainer
     if model.dtype == AUTO:
         model = dataclasses.replace(model, dtype=dtype)

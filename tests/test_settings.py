@@ -144,3 +144,18 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_instructions(monkeypatch
     assert (finetune.model.dtype, finetune.trainer.precision) == ("fp32", expected[1])  # trained or merged into
     fixed = RunSettings.from_config(config("model.dtype=fp32", "trainer.precision=32-true"))
     assert (fixed.model.dtype, fixed.trainer.precision) == ("fp32", "32-true")  # a value given is kept
+
+
+def test_a_setting_added_after_a_record_was_made_reads_as_its_default_there():
+    from ttt.settings import differences
+
+    old = {"inference.decoder": "dfs"}  # written before inference.constrain_shape existed
+    defaults = RunSettings().flat()
+    assert differences(old, {"inference.decoder": "dfs", "inference.constrain_shape": False}, defaults) == {}
+    assert differences(old, {"inference.decoder": "dfs", "inference.constrain_shape": True}, defaults) == {
+        "inference.constrain_shape": (False, True)
+    }  # the record was made without the guard: refused
+    assert differences(old, {"inference.constrain_shape": False}) == {
+        "inference.constrain_shape": (None, False),
+        "inference.decoder": ("dfs", None),
+    }  # without defaults a missing key reads None, as before

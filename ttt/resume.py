@@ -38,11 +38,12 @@ def stale(out_dir: Path, task_ids: Sequence[str], settings: RunSettings) -> dict
     if settings.inference.enabled:
         expected += [(out_dir / t / PREDICTIONS, settings.affecting_predictions()) for t in task_ids]
     found = {}
+    defaults = RunSettings().flat()  # for settings added since a record was made
     for path, wanted in expected:
         made = read_json(path)
         if made is None or made.get("status") == "failed":  # nothing kept: it is done again anyway
             continue
-        diff = differences(made.get("settings") or {}, wanted)
+        diff = differences(made.get("settings") or {}, wanted, defaults)
         if diff:
             found[path] = diff
     return found
@@ -78,7 +79,7 @@ def check_checkpoint(out_dir: Path, settings: RunSettings) -> None:
     if not settings.finetune.resume or not checkpoint.is_file() or job is None:
         return
     wanted = settings.affecting_finetuning()
-    diff = differences({k: v for k, v in job["settings"].items() if k in wanted}, wanted)
+    diff = differences({k: v for k, v in job["settings"].items() if k in wanted}, wanted, RunSettings().flat())
     if not diff:
         return
     summary = describe({checkpoint.parent: diff})

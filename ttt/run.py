@@ -3,7 +3,8 @@ keep, load the base model once, adapt and predict per task, then summarize.
 
 Everything that can be refused is refused before the model loads. A run in which TTT was asked
 for and failed on every task exits non-zero (after writing what it has); SIGTERM (a pre-empted
-job) writes what is finished and exits with code 143; `run.json` says which of these happened.
+job) or Ctrl-C (SIGINT) writes what is finished and exits with 128 + the signal's number (143,
+130); `run.json` says which of these happened.
 """
 
 from __future__ import annotations
@@ -34,11 +35,17 @@ from ttt.report import summarize, summarize_adaptation, table
 from ttt.settings import RunSettings
 from ttt.wandb_logging import WandbRun
 
-SIGTERM_EXIT = 128 + signal.SIGTERM  # what a shell reports for a job killed by SIGTERM
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a pre-empted job; Ctrl-C
 
 
 class Interrupted(BaseException):
-    """SIGTERM arrived (not an Exception: no per-task handler may swallow it)."""
+    """SIGTERM or SIGINT arrived (not an Exception: no per-task handler may swallow it, and not a
+    KeyboardInterrupt, which Lightning turns into `sys.exit(1)` in the middle of a fit)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum  # what a shell reports for a job killed by it
 
 
 class RunFailed(RuntimeError):
@@ -60,15 +67,15 @@ def run(cfg: DictConfig) -> dict | None:
     wandb_run = WandbRun(settings, out_dir) if settings.logger.name == "wandb" else None
     reported = _report_at_exit(out_dir, wandb_run) if settings.stage == "ttt" else contextlib.nullcontext()
     try:
-        with reported, _sigterm_raises(), _job(out_dir, _job_record(settings, tasks)):
+        with reported, _signals_raise(), _job(out_dir, _job_record(settings, tasks)):
             if settings.stage == "finetune":
                 metrics = run_finetune(settings, wandb_run)
             else:
                 metrics = run_ttt(settings, tasks, out_dir, wandb_run)
-    except Interrupted:
+    except Interrupted as stop:
         if wandb_run is not None:
-            wandb_run.finish(exit_code=SIGTERM_EXIT)
-        raise SystemExit(SIGTERM_EXIT) from None
+            wandb_run.finish(exit_code=stop.exit_code)
+        raise SystemExit(stop.exit_code) from None
     except BaseException:
         if wandb_run is not None:
             wandb_run.finish(exit_code=1)  # a failed sweep job must not bleed into the next
@@ -92,14 +99,15 @@ def select_tasks(settings: RunSettings) -> list[Task]:
 
 
 def run_ttt(settings: RunSettings, tasks: list[Task], out_dir: Path, wandb_run: WandbRun | None) -> dict | None:
-    """TTT and inference over the tasks; after SIGTERM, the outputs of those that finished."""
+    """TTT and inference over the tasks; after SIGTERM or SIGINT, the outputs of those that finished."""
     for task in tasks:  # the grids travel with the run directory (the report draws them)
         write_json_atomic(out_dir / task.id / TASK_RECORD, task.to_json())
     try:
         metrics = _adapt_and_predict(settings, tasks, out_dir, wandb_run)
-    except Interrupted:
-        print(f"SIGTERM: writing what is finished under {out_dir} and stopping")
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the writing short
+    except Interrupted as stop:
+        print(f"{stop}: writing what is finished under {out_dir} and stopping")
+        for signum in STOP_SIGNALS:  # a second signal must not cut the writing short
+            signal.signal(signum, signal.SIG_IGN)
         _write_finished(settings, tasks, out_dir)
         raise
     if settings.ttt.enabled and metrics is not None and metrics.get("ttt_done") == 0:
@@ -174,7 +182,7 @@ def check_context(model, max_seq_len: int) -> None:
 
 
 def _write_finished(settings: RunSettings, tasks: list[Task], out_dir: Path) -> None:
-    """After SIGTERM: the run's outputs over the tasks that finished (none is made up)."""
+    """After SIGTERM or SIGINT: the run's outputs over the tasks that finished (none is made up)."""
     if settings.inference.enabled:
         finished = [t for t in tasks if (out_dir / t.id / PREDICTIONS).is_file()]
         if finished:
@@ -233,16 +241,21 @@ def _report_at_exit(out_dir: Path, wandb_run: WandbRun | None) -> Iterator[None]
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises `Interrupted` (Lightning's own handler, installed during
-    each fit, calls this one after flagging the trainer)."""
+def _signals_raise() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT raise `Interrupted` (Lightning's own SIGTERM handler,
+    installed during each fit, calls this one after flagging the trainer). A signal ignored when the
+    run started stays ignored: a shell starts background jobs (`cmd &`, nohup) with SIGINT ignored."""
 
     def handler(signum, frame):
-        raise Interrupted()
+        raise Interrupted(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum, before in previous.items():
+        if before is not signal.SIG_IGN:
+            signal.signal(signum, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 

@@ -26,6 +26,10 @@ step every live branch of every view is one row of a single batch:
   partial answer can no longer parse (`TextFormat.hopeless`) or passes `max_new_tokens`; at most
   `max_answers` answers per view are returned, the greedy one and then the most probable.
 
+With `constrain_shape` (`ttt.inference.answer_shape`), tokens that would break the grid's shape
+(a row wider or narrower than the first, a 31st row, an end in mid-row) are masked before either
+search chooses, so every answer parses; kept tokens keep the model's log-probabilities.
+
 The greedy branch is the one that took the most probable token at every step. Greedy (and dfs for
 its greedy branch) returns it even when it stopped as hopeless or ran out of tokens, as an
 unparseable answer, like `generate` did: a lost vote, counted.
@@ -48,6 +52,7 @@ import torch
 from ttt.arc.formats import TextFormat
 from ttt.data.padding import pad
 from ttt.inference.answer_head import AnswerHead
+from ttt.inference.answer_shape import Shape, ShapeGuard
 from ttt.inference.generation import Generated, largest_answer_tokens
 from ttt.inference.kv_cache import PromptCache, repeat, stack
 
@@ -64,6 +69,7 @@ class Branch:
     text: str
     logprob: float
     greedy: bool = False  # the most probable token at every step so far
+    shape: Shape | None = None  # where the grid stands (`constrain_shape` only)
 
 
 @dataclass(frozen=True)
@@ -97,11 +103,16 @@ class Decoder:
         max_new_tokens: int | None = None,
         restrict_alphabet: bool = True,
         normalise: str = "alphabet",
+        constrain_shape: bool = False,
     ):
         self.model, self.tokenizer, self.format = model, tokenizer, text_format
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens or largest_answer_tokens(tokenizer, text_format)
         self.head = AnswerHead(model, tokenizer, text_format, restrict_alphabet, normalise)
+        self.guard = (
+            ShapeGuard(text_format.name, self.head.pieces, self.head.stops.tolist(), text_format.end_marker)
+            if constrain_shape else None
+        )  # fmt: skip
         self.prompts = PromptCache(model)
 
     @torch.inference_mode()
@@ -146,11 +157,14 @@ class Decoder:
         cache, mask = stack(encoded)
         lengths = torch.tensor([e.length for e in encoded])
         hidden = torch.stack([e.last_hidden for e in encoded])
-        branches = [Branch(v, (), "", 0.0, keep_greedy) for v in views]
+        start = self.guard.start if self.guard else None
+        branches = [Branch(v, (), "", 0.0, keep_greedy, start) for v in views]
         rows = list(range(len(branches)))  # each branch's prompt row in `lengths`
         greedy_logprob = {v: 0.0 for v in views}  # the greedy branch's, at the current length
         for step in range(self.max_new_tokens):
             logprobs = self.head.logprobs(hidden).cpu()
+            if self.guard:  # tokens that would break the grid's shape are never taken
+                logprobs = logprobs.masked_fill(~self.guard.allowed([b.shape for b in branches]), -math.inf)
             best = logprobs.argmax(-1).tolist()
             for row, branch in enumerate(branches):
                 if branch.greedy:
@@ -184,6 +198,7 @@ class Decoder:
         child = Branch(
             branch.view, branch.tokens + (int(self.head.token_ids[index]),),
             branch.text + self.head.pieces[index], branch.logprob + logprob, greedy,
+            self.guard.after(branch.shape, index) if self.guard else None,
         )  # fmt: skip
         if self.head.stops[index] or self.format.end_marker in child.text:
             found[child.view].append(child)

@@ -70,6 +70,7 @@ class InferenceSettings:
     batch_size: int = knob(8, ge=1)  # prompts decoded together
     max_new_tokens: int | None = knob(None, ge=1)  # None: the largest possible answer's tokens
     restrict_alphabet: bool = True
+    constrain_shape: bool = False  # greedy/dfs only take tokens that keep the answer a well-formed grid
     max_seq_len: int = knob(8192, ge=MIN_SEQ_LEN)  # a longer prompt drops its last demonstration
     seed: int = 0
 
@@ -77,6 +78,8 @@ class InferenceSettings:
         problems = [] if self.transforms else ["transforms=[]: name at least one (identity: no augmentation)"]
         if self.dfs_threshold == "relative" and not self.dfs_keep_greedy:
             problems.append("dfs_threshold='relative' follows each view's greedy answer: needs dfs_keep_greedy=true")
+        if self.constrain_shape and self.decoder == "generate":
+            problems.append("constrain_shape=true is a mask of the greedy and dfs decoders: decoder=generate needs constrain_shape=false")
         return problems
 
 

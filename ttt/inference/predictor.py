@@ -77,7 +77,8 @@ class Predictor:
                 lambda: None,
             )
         decoder = Decoder(
-            model, self.tokenizer, self.format, s.batch_size, s.max_new_tokens, s.restrict_alphabet, s.normalise
+            model, self.tokenizer, self.format, s.batch_size, s.max_new_tokens, s.restrict_alphabet, s.normalise,
+            s.constrain_shape,
         )
         if s.decoder == "dfs":
             answer = lambda prompted: decoder.dfs(  # noqa: E731

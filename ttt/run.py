@@ -44,7 +44,6 @@ class Interrupted(BaseException):
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
-        self.signum = signum
         self.exit_code = 128 + signum  # what a shell reports for a job killed by it
 
 

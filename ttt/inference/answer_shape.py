@@ -50,7 +50,7 @@ class Shape(NamedTuple):
 
 
 def _compact(shape: Shape, ch: str) -> Shape | None:
-    """`compact`: rows of digits, each ended by a newline (`0 0 5\\n` without spaces)."""
+    """`compact`: rows of digits, each ended by a newline (`005\\n050\\n`)."""
     if ch.isdigit():
         return shape._replace(cells=shape.cells + 1) if shape.cell_fits() else None
     if ch == "\n" and shape.row_full():
@@ -101,17 +101,20 @@ class ShapeGuard:
 
     def after(self, shape: Shape, index: int) -> Shape | None:
         """The shape after answer token `index`, or None if it is not allowed there."""
-        if shape not in self._next:
-            self._next[shape] = [self._advance(shape, i) for i in range(len(self.pieces))]
-        return self._next[shape][index]
+        return self._successors(shape)[index]
 
     def allowed(self, shapes: list[Shape]) -> torch.Tensor:
         """(len(shapes), answer tokens) bool: the tokens each partial answer may take next."""
         for shape in shapes:
             if shape not in self._masks:
-                self.after(shape, 0)
-                self._masks[shape] = torch.tensor([s is not None for s in self._next[shape]])
+                self._masks[shape] = torch.tensor([s is not None for s in self._successors(shape)])
         return torch.stack([self._masks[s] for s in shapes])
+
+    def _successors(self, shape: Shape) -> list[Shape | None]:
+        """The shape after each answer token (None: refused), computed once per shape."""
+        if shape not in self._next:
+            self._next[shape] = [self._advance(shape, i) for i in range(len(self.pieces))]
+        return self._next[shape]
 
     def _advance(self, shape: Shape, index: int) -> Shape | None:
         if self.stops[index]:

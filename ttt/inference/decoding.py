@@ -202,7 +202,8 @@ class Decoder:
         )  # fmt: skip
         if self.head.stops[index] or self.format.end_marker in child.text:
             found[child.view].append(child)
-        elif self.format.hopeless(child.text) or step + 1 == self.max_new_tokens:
+        elif (not self.guard and self.format.hopeless(child.text)) or step + 1 == self.max_new_tokens:
+            # (a guarded answer is never hopeless: the guard refused every token that would make it so)
             if greedy:  # an answer that cannot parse, or unfinished, as generate returned it
                 found[child.view].append(child)
         else:

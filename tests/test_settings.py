@@ -21,7 +21,7 @@ def config(*overrides):
 # (override, what the message must say): the values a new user tried on main before these settings
 BAD = [
     ("inference.selection=pov", "inference.selection='pov': choose one of: vote, poe"),
-    ("inference.voting=flatt", "inference.voting='flatt': choose one of: hierarchical, flat"),
+    ("inference.voting=flatt", "inference.voting='flatt': choose one of: hierarchical, flat, paper"),
     ("inference.transforms=[identity,rot45]", "'rot45' is not one of: identity, rot90"),
     ("ttt.lr=-1", "ttt.lr=-1: must be > 0"),
     ("ttt.batch_size=0", "ttt.batch_size=0: must be >= 1"),

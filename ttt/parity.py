@@ -3,9 +3,10 @@
 `<dir>` is laid out like `../shared/parity/` (its README says how each file was made); any of its
 files may be there, and task ids may be ARC-AGI-1 training or evaluation tasks. Each file present
 is re-made with this project's code under the paper's settings (the `paper` format in the
-reference chat layout, the `paper` label and TTT data rules: what `model=8b` runs) and compared,
-one line per file and rule: matches / total, then the first difference of each mismatch (task,
-position, both sides). The exit status is 0 only when everything checked matches.
+reference chat layout, the `paper` label and TTT data rules, the `paper` views and vote: what
+`model=8b` runs) and compared, one line per file and rule: matches / total, then the first
+difference of each mismatch (task, position, both sides). The exit status is 0 only when
+everything checked matches.
 
 The token files need the Llama-3 tokenizer: `python -m ttt.model.llama3_tokenizer` fetches it once.
 """
@@ -13,6 +14,7 @@ The token files need the Llama-3 tokenizer: `python -m ttt.model.llama3_tokenize
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -27,11 +29,18 @@ from ttt.arc.task import Example, Task
 from ttt.data.paper_ttt_data import build_paper_ttt_tasks
 from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig
 from ttt.data.tokenize import IGNORE_INDEX, SegmentTokenizer
+from ttt.inference.paper_voting import REFERENCE_CATEGORY, paper_attempts
+from ttt.inference.predict import InferenceSettings, paper_prompts
+from ttt.inference.voting import Prediction
 from ttt.model import llama3_tokenizer
 
 PROMPTS = "prompts_new_format.json"
 TOKENS = "ttt_tokens_llama3.json"
 DATA_COUNTS = "ttt_data_counts.json"
+VOTING = "voting_cases.json"
+VIEWS = "inference_views.json"
+# The reference's inference settings for inference_views.json (its README): include_n=1, permute_n=2.
+PAPER_INFERENCE = InferenceSettings(views="paper", include_n=1, permute_n=2, max_seq_len=8192)
 # The reference's TTT data settings for ttt_data_counts.json (its README): 23 augmenters, one
 # colour-permuted copy, cap 250, seed 0, samples of 8192 tokens or more dropped.
 PAPER_DATA = TTTDataConfig(augmenters=PAPER_AUGMENTERS, max_examples=250, seed=0, rule="paper")
@@ -147,6 +156,39 @@ def check_data_counts(entries: dict[str, dict], tasks: dict[str, Task], tokenize
     return [final, by_demos]
 
 
+def check_views(entries: dict[str, dict], tasks: dict[str, Task], tokenizer: Any) -> list[Check]:
+    """`<task>-<test index>`: how many views, how many per inverse transform, and how many show
+    each number of demonstrations."""
+    paper, encoder = get_format("paper", "reference"), SegmentTokenizer(tokenizer)
+    checks = {rule: Check(VIEWS, rule) for rule in ("views", "by_inverter", "demos_per_view")}
+    for key, reference in entries.items():
+        task_id, index = key.rsplit("-", 1)
+        views = [p.view for p in paper_prompts(_task(tasks, task_id, VIEWS), int(index), paper, encoder, PAPER_INFERENCE)]
+        ours = {
+            "views": len(views),
+            "by_inverter": dict(sorted(Counter(REFERENCE_CATEGORY[v.group] for v in views).items())),
+            "demos_per_view": dict(sorted(Counter(str(len(v.order)) for v in views).items())),
+        }
+        for rule, check in checks.items():
+            expected = reference[rule]
+            check.compare(key, ours[rule], dict(sorted(expected.items())) if isinstance(expected, dict) else expected)
+    return list(checks.values())
+
+
+def check_voting(cases: list[dict]) -> list[Check]:
+    """Per synthetic case: the two attempts the reference's vote returned, in order."""
+    attempts = Check(VOTING, "attempts")
+    for case in cases:
+        predictions = [Prediction(_grid(p["grid"]), p["group"]) for p in case["predictions"]]
+        ours = [[list(row) for row in grid] for grid in paper_attempts(predictions)]
+        attempts.compare(f"case {case['id']} (kind {case['kind']})", ours, case["reference_attempts"])
+    return [attempts]
+
+
+def _grid(rows: list[list[int]]) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(row) for row in rows)
+
+
 def run_checks(directory: Path, tokenizer: Any = None) -> list[Check]:
     """Every check whose file is in `directory` (the tokenizer is loaded when a token file is)."""
     directory = Path(directory)
@@ -156,11 +198,20 @@ def run_checks(directory: Path, tokenizer: Any = None) -> list[Check]:
     checks: list[Check] = []
     if (directory / PROMPTS).is_file():
         checks += check_prompts(read_json_object(directory / PROMPTS), tasks)
-    for name, check in ((TOKENS, check_tokens), (DATA_COUNTS, check_data_counts)):
+    for name, check in ((TOKENS, check_tokens), (DATA_COUNTS, check_data_counts), (VIEWS, check_views)):
         if (directory / name).is_file():
             tokenizer = tokenizer or llama3_tokenizer.load()
             checks += check(read_json_object(directory / name), tasks, tokenizer)
+    if (directory / VOTING).is_file():
+        checks += check_voting(_read_list(directory / VOTING))
     return checks
+
+
+def _read_list(path: Path) -> list:
+    data = json.loads(path.read_text())
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of cases, got {type(data).__name__}")
+    return data
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if not checks:
-        print(f"{args.directory}: none of {PROMPTS}, {TOKENS}, {DATA_COUNTS} is there", file=sys.stderr)
+        print(f"{args.directory}: none of {PROMPTS}, {TOKENS}, {DATA_COUNTS}, {VIEWS}, {VOTING} is there", file=sys.stderr)
         return 2
     for check in checks:
         print("\n".join(check.lines(args.show)))

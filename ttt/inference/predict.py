@@ -32,11 +32,12 @@ from ttt.inference.answer_head import NORMALISATIONS
 from ttt.inference.decoding import DECODERS, THRESHOLDS
 from ttt.inference.generation import Generated
 from ttt.inference.inference_weights import INFERENCE_DTYPES
-from ttt.inference.views import PAPER_TRANSFORMS, View, make_views
+from ttt.inference.views import PAPER_TRANSFORMS, View, make_paper_views, make_views
 from ttt.inference.voting import VOTING_RULES, Candidate, Prediction, attempts, vote
 from ttt.knobs import MIN_SEQ_LEN, knob
 
 SELECTIONS = ("vote", "poe", "nvarc")  # how the two attempts are chosen from the pooled candidates
+VIEW_LAYOUTS = ("project", "paper")  # inference.views
 
 Score = Callable[[Sequence[tuple[Sequence[int], Sequence[int]]]], list[float]]
 
@@ -49,6 +50,9 @@ class InferenceSettings:
     """
 
     enabled: bool = True
+    views: str = knob("project", choices=VIEW_LAYOUTS)  # project: transforms x orders | paper: the reference's layout
+    include_n: int = knob(1, ge=0)  # views=paper: demonstrations left out per view (1 after TTT, 0 without)
+    permute_n: int = knob(2, ge=0)  # views=paper: random orders besides the given one per subset
     transforms: tuple[str, ...] = knob(PAPER_TRANSFORMS, choices=DIHEDRAL_NAMES)  # ("identity",): none
     permutations: int = knob(2, ge=1)  # demonstration orders per transform (paper: 2)
     leave_one_out: bool = False  # also every leave-one-out subset of the demonstrations
@@ -111,6 +115,32 @@ def fit_prompt(
         view = view.without_last_demonstration()
 
 
+def paper_prompts(
+    task: Task, test_index: int, text_format: TextFormat, encoder: SegmentTokenizer, settings: InferenceSettings
+) -> list[PromptedView]:
+    """The reference's views (`make_paper_views`) whose prompt with an answer is under
+    `max_seq_len` tokens; when none is, the views with one more demonstration left out (the
+    reference's fallback). A view that does not fit is dropped, not shortened.
+
+    The answer is the true test output when the task has solutions, else the test input: the
+    reference loads the solutions file before it makes views, so the answer's size decides which
+    views it keeps (a quirk, reproduced: without solutions it uses the input, as here).
+    """
+    test = task.test[test_index]
+    answer = test.output if task.has_solutions else test.input
+    for include_n in (settings.include_n, settings.include_n + 1):
+        fitted = []
+        for view in make_paper_views(task, test_index, include_n, settings.permute_n, settings.seed):
+            demos, shown = view.demonstrations(task), view.test_input(test.input)
+            whole = text_format.render(demos, shown, view.test_input(answer), tokenizer=encoder.tokenizer)
+            if len(encoder.encode(whole)) < settings.max_seq_len:
+                prompt = encoder.encode(text_format.render(demos, shown, tokenizer=encoder.tokenizer)).input_ids
+                fitted.append(PromptedView(view, test_index, prompt))
+        if fitted:
+            return fitted
+    return []
+
+
 def _diverse(prompted: Sequence[PromptedView], count: int) -> list[PromptedView]:
     """Up to `count` prompted views, taking one per transform group before any second one."""
     by_round: dict[int, list[PromptedView]] = {}
@@ -134,6 +164,11 @@ def predict_task(
     prompted: list[PromptedView] = []
     dropped = {"demonstrations": 0, "views": 0}  # what did not fit max_seq_len
     for test_index, test in enumerate(task.test):
+        if settings.views == "paper":
+            for fitted in paper_prompts(task, test_index, text_format, encoder, settings):
+                fitted.test_index = test_index
+                prompted.append(fitted)
+            continue
         views = make_views(
             task, test_index, settings.transforms, settings.permutations,
             settings.leave_one_out, settings.colour_permutations, settings.seed,

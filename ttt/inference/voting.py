@@ -3,6 +3,12 @@
 Hierarchical (the paper's): within each transform group rank the distinct predictions and keep the
 top 3; then rank every candidate that made a group's top 3 and take the global top 2.
 Flat (ablation): rank all predictions together.
+Paper: the reference code's own vote, for parity (`ttt.inference.paper_voting`: a top 3 for the
+pool of all answers too, majority-grid fillers, a count-only final top 2 that may repeat a grid).
+Hierarchical differs from it in three ways: it ranks by how many groups' top 3 hold a grid (then
+votes, identity votes, log-probability, first appearance) where the reference counts a grid's
+appearances in the pooled top-3 lists; it never invents a grid no view produced; its two
+attempts are always distinct.
 
 Ranking and tie-breaking, in order (documented and tested):
 1. more votes (global level: the number of groups whose top 3 hold it, then its total votes);
@@ -21,9 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ttt.arc.grid import Grid
+from ttt.inference.paper_voting import paper_attempts
 
 IDENTITY = "identity"
-VOTING_RULES = ("hierarchical", "flat")  # inference.voting
+VOTING_RULES = ("hierarchical", "flat", "paper")  # inference.voting
 
 
 @dataclass(frozen=True)
@@ -99,11 +106,14 @@ def attempts(ranked: Sequence[Candidate], test_input: Grid, count: int = 2) -> l
 def vote(
     predictions: Sequence[Prediction], test_input: Grid, method: str = "hierarchical", top_k: int = 3
 ) -> tuple[list[Grid], list[Candidate]]:
-    """(two attempts, ranked candidates) by `hierarchical` or `flat` voting."""
-    if method == "hierarchical":
+    """(two attempts, ranked candidates) by `hierarchical`, `flat` or `paper` voting (whose
+    candidates are ranked hierarchically for the record)."""
+    if method in ("hierarchical", "paper"):
         ranked = rank_hierarchical(predictions, top_k)
     elif method == "flat":
         ranked = rank_flat(predictions)
     else:
         raise ValueError(f"inference.voting={method!r}: choose one of {VOTING_RULES}")
+    if method == "paper" and (chosen := paper_attempts(predictions)):
+        return chosen, ranked
     return attempts(ranked, test_input), ranked

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import drawsvg
@@ -40,6 +41,9 @@ def points(runs: dict[str, Path]) -> list[dict]:
     rows = []
     for name, run_dir in runs.items():
         for row in json.loads((run_dir / RESULTS).read_text()):
+            if not (run_dir / row["task_id"] / TASK_RECORD).is_file():  # its folder was removed (to redo it)
+                print(f"{run_dir}: {row['task_id']} left out: no {row['task_id']}/{TASK_RECORD}", file=sys.stderr)
+                continue
             rows.append({
                 "run": name, "task_id": row["task_id"], "level": row.get("level"),
                 "tokens": task_tokens(run_dir, row["task_id"], encoder), "ttt_tokens": row.get("ttt_tokens"),

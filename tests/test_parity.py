@@ -20,8 +20,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from ttt import parity
 from ttt.arc.formats import get_format
 from ttt.arc.task import Example, Task
-from ttt.data.paper_ttt_data import build_paper_ttt_tasks, leave_n_out, reference_colours, reference_translate
-from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig, build_ttt_tasks
+from ttt.data.paper_ttt_data import build_paper_ttt_tasks, reference_colours, reference_translate
+from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig, build_ttt_tasks, leave_one_out, leave_two_out
 from ttt.inference.paper_voting import majority_grid, paper_attempts
 from ttt.inference.views import make_paper_views
 from ttt.inference.voting import Prediction, vote
@@ -159,8 +159,8 @@ def grid(seed: int, h: int = 5, w: int = 5, colours=(0, 1, 2)):
 
 def test_two_demonstrations_leave_two_out_to_samples_without_context():
     demos = [Example(grid(0), grid(1)), Example(grid(2), grid(3))]
-    assert [len(s.demonstrations) for s in leave_n_out(demos, 2)] == [0, 0]
-    assert [s.test for s in leave_n_out(demos, 1)] == demos
+    assert [len(s.demonstrations) for s in leave_two_out(demos)] == [0, 0]
+    assert [s.test for s in leave_one_out(demos)] == demos
 
 
 def test_reference_translate_shifts_all_inputs_alike_and_all_outputs_alike_and_leaves_the_rng():

@@ -25,27 +25,15 @@ colours cannot match the reference, whose own runs differ from each other.
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ttt.arc.augmenters import build_augmenter
+from ttt.arc.augmenters import build_augmenters
 from ttt.arc.grid import Grid, fits, from_array, to_array
 from ttt.arc.task import Example, Task
 from ttt.arc.transforms import ColourPermutation
-from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig, dedupe
-
-
-def leave_n_out(demonstrations: Sequence[Example], n: int) -> list[SyntheticTask]:
-    """For each target i, every way to leave out n-1 more: the rest, in order, as context."""
-    demos = tuple(demonstrations)
-    tasks = []
-    for i in range(len(demos)):
-        others = [j for j in range(len(demos)) if j != i]
-        for dropped in itertools.combinations(others, n - 1):
-            tasks.append(SyntheticTask(tuple(demos[j] for j in others if j not in dropped), demos[i]))
-    return tasks
+from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig, dedupe, leave_one_out, leave_two_out
 
 
 def reference_translate(examples: Sequence[Example], rng: np.random.RandomState) -> tuple[Example, ...]:
@@ -100,20 +88,21 @@ def _recoloured(sample: SyntheticTask, rng: np.random.RandomState) -> SyntheticT
 def _samples(
     task: Task, n: int, augmenters: Sequence[str], permute_colours: bool, seed: int, keep: Callable[[SyntheticTask], bool]
 ) -> list[SyntheticTask]:
-    """Leave-n-out samples under every augmenter, deduplicated, with a colour-permuted copy of
-    each, deduplicated again, then filtered by `keep`."""
+    """Leave-n-out samples (n = 1 or 2; with 2 demonstrations leave-two-out leaves none) under
+    every augmenter, deduplicated, with a colour-permuted copy of each, deduplicated again, then
+    filtered by `keep`."""
     rng = np.random.RandomState(seed)
-    initial = leave_n_out(task.train, n)
+    initial = (leave_one_out if n == 1 else leave_two_out)(task.train)
     augmented = []
-    for name in augmenters:
+    for augmenter in build_augmenters(augmenters):
         for sample in initial:
             examples = (*sample.demonstrations, sample.test)
-            if name == "translate":
+            if augmenter.name == "translate":
                 examples = reference_translate(examples, rng)
             else:
-                examples = build_augmenter(name)(examples, None)  # type: ignore[arg-type]  # deterministic
+                examples = augmenter(examples, None)  # type: ignore[arg-type]  # deterministic
             if all(fits(e.input) and fits(e.output) for e in examples):
-                augmented.append(SyntheticTask(examples[:-1], examples[-1], name))
+                augmented.append(SyntheticTask(examples[:-1], examples[-1], augmenter.name))
     samples = dedupe(augmented + initial)
     if permute_colours and augmenters:
         samples = dedupe([_recoloured(s, rng) for s in samples] + samples)

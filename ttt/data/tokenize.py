@@ -91,14 +91,16 @@ class SegmentTokenizer:
             self._cache[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self._cache[text]
 
-    def offsets(self, text: str) -> list[tuple[int, int]]:
-        """Each token's character span in `text` (a fast tokenizer's offset mapping)."""
+    def ids_and_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids of `text` and each token's character span (a fast tokenizer's offset mapping), from
+        one tokenizer call."""
         if text not in self._offset_cache:
             if not getattr(self.tokenizer, "is_fast", False):
                 raise ValueError("labels that cover part of a tokenized text need a fast tokenizer's offsets")
             out = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            self._cache.setdefault(text, out["input_ids"])
             self._offset_cache[text] = [tuple(o) for o in out["offset_mapping"]]
-        return self._offset_cache[text]
+        return self._cache[text], self._offset_cache[text]
 
     def encode(self, segments: Sequence[Segment], loss: LossMode = "demonstrations", labels: str = "outputs") -> Encoded:
         """Ids of all segments in order (a group's segments tokenized together); a token is
@@ -112,18 +114,17 @@ class SegmentTokenizer:
         for run in _runs(segments):
             text = "".join(s.text for s in run)
             end = start + len(text)
-            ids = self.ids(text)
-            input_ids += ids
             inside = [(max(a, start), min(b, end)) for a, b in spans if a < end and b > start]
-            if not inside:
-                label_ids += [IGNORE_INDEX] * len(ids)
-            elif inside == [(start, end)]:
-                label_ids += ids
+            if not inside or inside == [(start, end)]:  # all or nothing: no offsets needed
+                ids = self.ids(text)
+                label_ids += ids if inside else [IGNORE_INDEX] * len(ids)
             else:
+                ids, offsets = self.ids_and_offsets(text)
                 label_ids += [
                     i if any(a <= start + lo and start + hi <= b for a, b in inside) else IGNORE_INDEX
-                    for i, (lo, hi) in zip(ids, self.offsets(text))
+                    for i, (lo, hi) in zip(ids, offsets)
                 ]
+            input_ids += ids
             start = end
         return Encoded(input_ids, label_ids)
 

@@ -165,9 +165,7 @@ def predict_task(
     dropped = {"demonstrations": 0, "views": 0}  # what did not fit max_seq_len
     for test_index, test in enumerate(task.test):
         if settings.views == "paper":
-            for fitted in paper_prompts(task, test_index, text_format, encoder, settings):
-                fitted.test_index = test_index
-                prompted.append(fitted)
+            prompted += paper_prompts(task, test_index, text_format, encoder, settings)
             continue
         views = make_views(
             task, test_index, settings.transforms, settings.permutations,

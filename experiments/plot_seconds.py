@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-import drawsvg
+from svg_axes import MARKS, Axes
 
 from ttt.arc.formats import get_format
 from ttt.arc.loading import parse_task
@@ -24,9 +24,7 @@ from ttt.data.tokenize import SegmentTokenizer
 from ttt.model.loading import load_tokenizer
 from ttt.outputs import RESULTS, TASK_RECORD, write_text_atomic
 
-WIDTH, HEIGHT, MARGIN = 720, 440, 60
 COLOURS = {"ttt": "#1E93FF", "inference": "#F93C31"}  # per series (ARC palette)
-MARKS = ["circle", "square", "triangle"]  # per run
 
 
 def task_tokens(run_dir: Path, task_id: str, encoder: SegmentTokenizer) -> int:
@@ -52,69 +50,23 @@ def points(runs: dict[str, Path]) -> list[dict]:
     return rows
 
 
-def plot(rows: list[dict], title: str) -> drawsvg.Drawing:
+def plot(rows: list[dict], title: str) -> Axes:
     """Log-scaled task tokens across, seconds up (linear), one mark per run, one colour per series."""
-    import math
-
-    d = drawsvg.Drawing(WIDTH, HEIGHT, font_family="sans-serif", font_size=12)
-    d.append(drawsvg.Rectangle(0, 0, WIDTH, HEIGHT, fill="white"))
     xs = [r["tokens"] for r in rows]
-    x_lo, x_hi = math.log10(min(xs) * 0.8), math.log10(max(xs) * 1.25)
     y_hi = max(max(r["ttt"] + r["inference"] for r in rows), 1.0) * 1.1
-
-    def px(tokens: float) -> float:
-        return MARGIN + (math.log10(tokens) - x_lo) / (x_hi - x_lo) * (WIDTH - 2 * MARGIN)
-
-    def py(seconds: float) -> float:
-        return HEIGHT - MARGIN - seconds / y_hi * (HEIGHT - 2 * MARGIN)
-
-    d.append(drawsvg.Line(MARGIN, HEIGHT - MARGIN, WIDTH - MARGIN, HEIGHT - MARGIN, stroke="black"))
-    d.append(drawsvg.Line(MARGIN, MARGIN, MARGIN, HEIGHT - MARGIN, stroke="black"))
-    for power in range(math.ceil(x_lo), math.floor(x_hi) + 1):
-        for mantissa in (1, 2, 5):
-            value = mantissa * 10**power
-            if x_lo <= math.log10(value) <= x_hi:
-                d.append(drawsvg.Line(px(value), HEIGHT - MARGIN, px(value), HEIGHT - MARGIN + 4, stroke="black"))
-                d.append(drawsvg.Text(f"{value:g}", 11, px(value), HEIGHT - MARGIN + 16, text_anchor="middle"))
-    step = _nice_step(y_hi)
-    for k in range(int(y_hi / step) + 1):
-        d.append(drawsvg.Line(MARGIN - 4, py(k * step), MARGIN, py(k * step), stroke="black"))
-        d.append(drawsvg.Text(f"{k * step:g}", 11, MARGIN - 6, py(k * step) + 4, text_anchor="end"))
-    d.append(drawsvg.Text("task size: compact tokens of all its pairs (log scale)", 12, WIDTH / 2, HEIGHT - 18, text_anchor="middle"))
-    d.append(drawsvg.Text("seconds per task", 12, 16, HEIGHT / 2, text_anchor="middle", transform=f"rotate(-90 16 {HEIGHT / 2})"))
-    d.append(drawsvg.Text(title, 14, WIDTH / 2, 24, text_anchor="middle"))
+    axes = Axes(title, "task size: compact tokens of all its pairs (log scale)", "seconds per task",
+                (min(xs) * 0.8, max(xs) * 1.25), (0.0, y_hi), x_log=True)  # fmt: skip
     runs = list(dict.fromkeys(r["run"] for r in rows))
     for r in rows:
         shape = MARKS[runs.index(r["run"]) % len(MARKS)]
         for series in ("ttt", "inference"):
             if series == "ttt" and not r["ttt"]:
                 continue
-            _mark(d, shape, px(r["tokens"]), py(r[series]), COLOURS[series], f"{r['run']} {r['task_id']}: {series} {r[series]:.0f} s")
+            axes.mark(shape, r["tokens"], r[series], COLOURS[series], f"{r['run']} {r['task_id']}: {series} {r[series]:.0f} s")
     legend = [(f"{series} seconds", COLOURS[series], "circle") for series in ("ttt", "inference")]
     legend += [(f"run: {run}", "#555555", MARKS[i % len(MARKS)]) for i, run in enumerate(runs)]
-    for i, (label, colour, shape) in enumerate(legend):
-        y = MARGIN + 4 + 16 * i
-        _mark(d, shape, MARGIN + 16, y, colour, label)
-        d.append(drawsvg.Text(label, 11, MARGIN + 28, y + 4))
-    return d
-
-
-def _mark(d: drawsvg.Drawing, shape: str, x: float, y: float, colour: str, title: str) -> None:
-    if shape == "circle":
-        mark = drawsvg.Circle(x, y, 4, fill=colour, fill_opacity=0.7)
-    elif shape == "square":
-        mark = drawsvg.Rectangle(x - 4, y - 4, 8, 8, fill=colour, fill_opacity=0.7)
-    else:
-        mark = drawsvg.Lines(x, y - 5, x + 5, y + 4, x - 5, y + 4, close=True, fill=colour, fill_opacity=0.7)
-    mark.append_title(title)
-    d.append(mark)
-
-
-def _nice_step(top: float) -> float:
-    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000):
-        if top / step <= 10:
-            return step
-    return 10 ** len(str(int(top)))
+    axes.legend(legend)
+    return axes
 
 
 def main() -> None:
@@ -127,8 +79,7 @@ def main() -> None:
     runs = {name: Path(path) for name, path in (item.split("=", 1) for item in args.runs)}
     rows = points(runs)
     title = args.title + (f" (ttt.max_tokens={args.budget})" if args.budget else "")
-    drawing = plot(rows, title)
-    write_text_atomic(args.out, drawing.as_svg())
+    write_text_atomic(args.out, plot(rows, title).svg())
     header = "run,task_id,level,tokens,ttt_tokens,ttt_seconds,inference_seconds"
     lines = [header] + [f"{r['run']},{r['task_id']},{r['level'] or ''},{r['tokens']},{r['ttt_tokens'] or ''},{r['ttt']},{r['inference']}"
                         for r in rows]  # fmt: skip

@@ -19,6 +19,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from ttt import parity
 from ttt.arc.formats import get_format
+from ttt.arc.grid import from_rows
 from ttt.arc.task import Example, Task
 from ttt.data.paper_ttt_data import build_paper_ttt_tasks, reference_colours, reference_translate
 from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig, build_ttt_tasks, leave_one_out, leave_two_out
@@ -114,8 +115,8 @@ def test_the_paper_vote_returns_the_references_attempts_in_order_on_all_72_cases
     assert_all_match(parity.check_voting(cases))
     # the project's own rule agrees as a set on 60 of them (issue 23's comparison)
     hierarchical = [
-        set(vote([Prediction(parity._grid(p["grid"]), p["group"]) for p in c["predictions"]], ((0,),))[0])
-        == {parity._grid(g) for g in c["reference_attempts"]}
+        set(vote([Prediction(from_rows(p["grid"]), p["group"]) for p in c["predictions"]], ((0,),))[0])
+        == {from_rows(g) for g in c["reference_attempts"]}
         for c in cases
     ]
     assert sum(hierarchical) == 60

@@ -142,7 +142,7 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
     text_format = m.text_format()
     encoder = SegmentTokenizer(tokenizer)
     curve = HeldoutCurve(
-        [heldout_target(t, text_format, encoder, ft.max_seq_len) for t in holdout], tokenizer.pad_token_id,
+        {t.id: heldout_target(t, text_format, encoder, ft.max_seq_len) for t in holdout}, tokenizer.pad_token_id,
         ft.heldout_every_n_steps,
     )  # fmt: skip
     trainer = pl.Trainer(
@@ -192,6 +192,8 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
         "fit_seconds": round(fit_seconds, 2),
         "tokens_trained": module.tokens_seen,
         "tokens_per_s": round(module.tokens_seen / fit_seconds, 1) if module.tokens_seen else None,
+        "train_seconds": round(curve.total_seconds, 1),  # all segments of a resumed run, held-out measurements left out
+        "peak_memory_mib": peak_memory_mib(),
         "first_loss": _mean(losses[:window]),  # mean batch loss over the first tenth of the batches
         "last_loss": _mean(losses[-window:]),  # ... and over the last tenth
         "adapter_dir": str(out_dir / FINETUNE_ADAPTER_DIR) if ft.method == "lora" else None,
@@ -210,38 +212,51 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
 
 
 class HeldoutCurve(pl.Callback):
-    """The held-out training tasks' NLL per answer token of their true test outputs (mean over
-    tasks; `ttt.inference.heldout`) when training starts, every `every_n_steps` optimizer steps and
-    at the end: logged as `heldout/nll` and kept in `points` (finetune.json's `heldout_curve`)."""
+    """The held-out training tasks' NLL per answer token of their true test outputs
+    (`ttt.inference.heldout`) when training starts, every `every_n_steps` optimizer steps and at the
+    end: the mean over tasks is logged as `heldout/nll`; `points` (finetune.json's `heldout_curve`)
+    keeps, per point, the mean, each task's NLL (means over any subset, e.g. one dev set, and plots:
+    experiments/plot_heldout.py) and the training seconds so far (the measurements left out, summed
+    over resumed segments: the curve's x-axis in CPU time)."""
 
-    def __init__(self, targets: Sequence[HeldOutTarget], pad_id: int, every_n_steps: int):
-        self.targets = [t for t in targets if t.pairs]  # a task whose prompt never fits is not measured
+    def __init__(self, targets: dict[str, HeldOutTarget], pad_id: int, every_n_steps: int):
+        self.targets = {t: target for t, target in targets.items() if target.pairs}  # a prompt that never fits: not measured
         self.pad_id, self.every_n_steps = pad_id, every_n_steps
-        self.points: list[dict[str, float]] = []
+        self.points: list[dict[str, Any]] = []
+        self.seconds_before = 0.0  # training seconds of the segments before this one (from the checkpoint)
+        self.started = self.measuring = 0.0  # this segment's start; seconds spent measuring in it
+        self.total_seconds = 0.0  # training seconds of all segments, when training ended
+
+    def train_seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started - self.measuring
 
     def _measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         step = trainer.global_step
         if not self.targets or (self.points and self.points[-1]["step"] == step):
             return
-        model = pl_module.model
+        began, seconds, model = time.perf_counter(), self.train_seconds(), pl_module.model
         training = model.training
 
         def token_logprobs(pairs):
             return answer_token_logprobs(model, pairs, self.pad_id)
 
-        nll = statistics.fmean(measure(t, token_logprobs).nll for t in self.targets)
+        tasks = {t: measure(target, token_logprobs).nll for t, target in self.targets.items()}
         model.train(training)
-        self.points.append({"step": step, "nll": round(nll, 4)})
+        nll = statistics.fmean(tasks.values())
+        self.points.append({"step": step, "nll": round(nll, 4), "seconds": round(seconds, 1), "tasks": tasks})
+        self.measuring += time.perf_counter() - began
         for logger in trainer.loggers:
             logger.log_metrics({"heldout/nll": nll}, step=step)
 
     def state_dict(self) -> dict[str, Any]:  # kept in the checkpoint: a resumed run has the whole curve
-        return {"points": self.points}
+        return {"points": self.points, "seconds": self.train_seconds()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.points = list(state_dict["points"])
+        self.seconds_before = state_dict.get("seconds", 0.0)  # checkpoints before the curve kept seconds: 0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started, self.measuring = time.perf_counter(), 0.0
         if not self.points:  # a resumed run goes on with its checkpoint's curve, on the same schedule
             self._measure(trainer, pl_module)
 
@@ -250,6 +265,7 @@ class HeldoutCurve(pl.Callback):
             self._measure(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.total_seconds = self.train_seconds()
         self._measure(trainer, pl_module)
 
 
@@ -268,6 +284,18 @@ def save_hf(trainer: pl.Trainer, module: TTTModule, tokenizer: Any, model_dir: P
         model = model.merge_and_unload()
     model.save_pretrained(model_dir, state_dict=state)
     tokenizer.save_pretrained(model_dir)
+
+
+def peak_memory_mib() -> float:
+    """This process's peak resident memory (CPU; its whole life: loading and data included), or the
+    peak of the GPU memory torch allocated when it ran on a GPU."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
 def _mean(values: list[float]) -> float | None:

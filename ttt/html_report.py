@@ -29,7 +29,7 @@ from hydra.experimental.callback import Callback
 from jinja2 import Environment, PackageLoader, Undefined
 from markupsafe import Markup
 
-from ttt.arc.grid import shape
+from ttt.arc.grid import from_rows, shape
 from ttt.arc.loading import TaskError, load_tasks, parse_task
 from ttt.arc.task import Task
 from ttt.grid_drawing import PALETTE, differing_cells, grid_svg
@@ -227,13 +227,13 @@ def _tests(task: Task | None, prediction: dict | None, top_candidates: int) -> l
                     "svg": _svg(grid, truth, label=f"attempt {n}"), "right": None if truth is None else _same(grid, truth),
                     "caption": _difference(grid, truth),
                 })  # fmt: skip
-            attempt_grids = [_key(g) for g in result["attempts"]]
+            attempt_grids = [from_rows(g) for g in result["attempts"]]
             for rank, c in enumerate(result["candidates"][:top_candidates], start=1):
                 test["candidates"].append({
                     "svg": _svg(c["grid"], truth, label=f"candidate {rank}"), "rank": rank, "votes": c["votes"],
                     "groups": c.get("groups"), "best_logprob": c.get("best_logprob"), "poe_logprob": c.get("poe_logprob"),
                     "right": None if truth is None else _same(c["grid"], truth),
-                    "attempt": attempt_grids.index(_key(c["grid"])) + 1 if _key(c["grid"]) in attempt_grids else None,
+                    "attempt": attempt_grids.index(from_rows(c["grid"])) + 1 if from_rows(c["grid"]) in attempt_grids else None,
                 })  # fmt: skip
             test["more_candidates"] = max(0, len(result["candidates"]) - top_candidates)
         tests.append(test)
@@ -244,12 +244,8 @@ def _svg(grid, reference=None, label: str = "") -> Markup:
     return Markup(grid_svg(grid, reference, label=label))
 
 
-def _key(grid) -> tuple:
-    return tuple(tuple(row) for row in grid)
-
-
 def _same(grid, truth) -> bool:
-    return _key(grid) == _key(truth)
+    return from_rows(grid) == from_rows(truth)
 
 
 def _difference(grid, truth) -> str:

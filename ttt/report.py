@@ -10,6 +10,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ttt.arc.grid import from_rows
 from ttt.arc.scoring import submission_entry, task_score
 from ttt.arc.task import Task
 from ttt.outputs import (
@@ -34,7 +35,7 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path, levels: Mapping[str, s
                 prediction_score = task_score(attempts, [t.output for t in task.test])["score"]
                 prediction = {"score": prediction_score, "vote_score": prediction_score, "predicted": False}
         else:
-            attempts = [[tuple(map(tuple, g)) for g in t["attempts"]] for t in prediction["tests"]]
+            attempts = [[from_rows(g) for g in t["attempts"]] for t in prediction["tests"]]
         submission[task.id] = submission_entry(attempts)
         level = (levels or {}).get(task.id)
         rows.append({**task_row(task.id, prediction, ttt, level), "attempts": submission[task.id]})

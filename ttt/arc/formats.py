@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ttt.arc.grid import Grid, MAX_SIDE
+from ttt.arc.grid import Grid, MAX_SIDE, from_rows
 from ttt.arc.task import Example
 
 SegmentKind = Literal["prompt", "demo_output", "test_output", "answer_header", "answer_end"]
@@ -129,7 +129,7 @@ def _check_rows(rows: list[list[int]]) -> Parsed:
             return Parsed(None, f"ragged rows: row {r} has {len(row)} cells, row 0 has {len(rows[0])}")
     if len(rows) > MAX_SIDE or len(rows[0]) > MAX_SIDE:
         return Parsed(None, f"grid is {len(rows)}x{len(rows[0])}, larger than {MAX_SIDE}x{MAX_SIDE}")
-    return Parsed(tuple(tuple(row) for row in rows))
+    return Parsed(from_rows(rows))
 
 
 def _digits(text: str, where: str) -> list[int] | str:

@@ -20,6 +20,11 @@ def from_array(array: np.ndarray) -> Grid:
     return tuple(tuple(int(c) for c in row) for row in array.tolist())
 
 
+def from_rows(rows: Any) -> Grid:
+    """Rows as JSON holds them (lists of colours) as a grid; not checked (`grid_problem` does that)."""
+    return tuple(tuple(row) for row in rows)
+
+
 def to_array(grid: Grid) -> np.ndarray:
     """A grid as a 2-D int64 array (shape (0, 0) for an empty grid)."""
     return np.array(grid, dtype=np.int64).reshape(len(grid), len(grid[0]) if grid else 0)

@@ -15,7 +15,7 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
-from ttt.arc.grid import grid_problem
+from ttt.arc.grid import from_rows, grid_problem
 from ttt.arc.task import Example, Task
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def parse_task(source: str, task_id: str, raw: Any, solutions: Any = None) -> Ta
         problem = grid_problem(rows)
         if problem:
             raise fail(f"{where}: {problem}")
-        return tuple(tuple(row) for row in rows)
+        return from_rows(rows)
 
     def example(item: Any, where: str, needs_output: bool, solution: Any = None) -> Example:
         if not isinstance(item, dict) or "input" not in item:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ttt.arc.grid import Grid, grid_problem
+from ttt.arc.grid import Grid, from_rows, grid_problem
 
 
 def solved(attempts: Sequence[Grid], truth: Grid) -> bool:
     """Whether any attempt equals the true output exactly."""
-    return any(tuple(map(tuple, a)) == truth for a in attempts)
+    return any(from_rows(a) == truth for a in attempts)
 
 
 def task_score(attempts_per_test: Sequence[Sequence[Grid]], truths: Sequence[Grid]) -> dict[str, float | bool]:

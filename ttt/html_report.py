@@ -229,11 +229,12 @@ def _tests(task: Task | None, prediction: dict | None, top_candidates: int) -> l
                 })  # fmt: skip
             attempt_grids = [from_rows(g) for g in result["attempts"]]
             for rank, c in enumerate(result["candidates"][:top_candidates], start=1):
+                key = from_rows(c["grid"])
                 test["candidates"].append({
                     "svg": _svg(c["grid"], truth, label=f"candidate {rank}"), "rank": rank, "votes": c["votes"],
                     "groups": c.get("groups"), "best_logprob": c.get("best_logprob"), "poe_logprob": c.get("poe_logprob"),
                     "right": None if truth is None else _same(c["grid"], truth),
-                    "attempt": attempt_grids.index(from_rows(c["grid"])) + 1 if from_rows(c["grid"]) in attempt_grids else None,
+                    "attempt": attempt_grids.index(key) + 1 if key in attempt_grids else None,
                 })  # fmt: skip
             test["more_candidates"] = max(0, len(result["candidates"]) - top_candidates)
         tests.append(test)

@@ -294,6 +294,37 @@ def test_lora_finetuning_measures_held_out_tasks_and_ships_an_adapter_that_merge
         assert torch.allclose(by_name(ids).logits, base_plus_adapter(ids).logits, atol=0.05)
 
 
+def test_a_full_finetune_ships_as_a_lora_of_its_difference(tiny_model_dir, tmp_path, tokenizer, monkeypatch):
+    import ttt.model.loading
+    import ttt.model.ship_adapter
+
+    shipped = tmp_path / "shipped"  # instead of ttt/model/adapters/
+    monkeypatch.setattr(ttt.model.ship_adapter, "SHIPPED_ADAPTERS", shipped)
+    monkeypatch.setattr(ttt.model.loading, "SHIPPED_ADAPTERS", shipped)
+    cfg = ft_config(tiny_model_dir, tmp_path, **{"finetune.method": "full", "finetune.max_steps": 2,
+                    "finetune.holdout_task_ids": "[6150a2bd]", "finetune.heldout_every_n_steps": 2,
+                    "finetune.ship_as": "tiny-full", "finetune.ship_rank": 32})  # fmt: skip
+
+    record = finetune.run_finetune(cfg)
+
+    # Rank 32 is the tiny model's width: the difference is kept whole, so the adapter is the fine-tune (bf16 aside).
+    heldout = json.loads((shipped / "tiny-full" / "heldout.json").read_text())
+    assert heldout["mean_adapted"] == pytest.approx(record["heldout_curve"][-1]["nll"], abs=0.02)
+    assert heldout["mean_adapted"] != pytest.approx(heldout["mean_base"], abs=1e-3)  # it did move
+    _, tuned = load_model(str(tmp_path / "model"), "fp32")
+    _, by_name = load_model(str(tiny_model_dir), "fp32", adapter="tiny-full")
+    ids = torch.tensor([tokenizer("0123\n4567\n").input_ids])
+    with torch.no_grad():
+        assert torch.allclose(by_name(ids).logits, tuned(ids).logits, atol=0.05)
+    assert "rank-32 LoRA" in (shipped / "tiny-full" / "README.md").read_text()
+
+
+def test_a_full_finetune_cannot_ship_without_a_rank(tiny_model_dir):
+    with pytest.raises(ValueError, match="method=full ships as a LoRA of its difference: set ship_rank"):
+        ft_config(tiny_model_dir, "unused", **{"finetune.method": "full", "finetune.ship_as": "x",
+                  "finetune.holdout_task_ids": "[6150a2bd]"})  # fmt: skip
+
+
 def test_a_missing_holdout_task_is_named(tiny_model_dir):
     cfg = ft_config(tiny_model_dir, "unused", **{"finetune.holdout_task_ids": "[nope]"})
     with pytest.raises(KeyError, match="finetune.holdout_task_ids: no task 'nope'"):

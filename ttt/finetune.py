@@ -203,7 +203,7 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
     if trainer.is_global_zero:
         write_json_atomic(out_dir / FINETUNE_RECORD, record)
         if ft.ship_as:
-            print(f"shipped the adapter as {ship(out_dir, ft.ship_as, settings=settings.flat())} (model.adapter={ft.ship_as})")
+            print(f"shipped the adapter as {ship(out_dir, ft.ship_as, settings=settings.flat(), rank=ft.ship_rank)} (model.adapter={ft.ship_as})")
     print(
         f"fine-tuned {trainer.global_step} steps, {record['tokens_per_s']} tokens/s; mean loss over the first "
         f"tenth of the batches {record['first_loss']}, the last tenth {record['last_loss']}\nmodel: {model_dir} (use model.name_or_path={model_dir})"

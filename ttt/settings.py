@@ -210,7 +210,8 @@ class FinetuneSettings:
     gradient_checkpointing: bool = False
     checkpoint_every_n_steps: int = knob(100, ge=1)
     resume: bool = True
-    ship_as: str | None = None  # LoRA only: also write the adapter to ttt/model/adapters/<name> (model.adapter=<name>)
+    ship_as: str | None = None  # also write the adapter to ttt/model/adapters/<name> (model.adapter=<name>)
+    ship_rank: int | None = knob(None, ge=1)  # ship a LoRA of this rank of the weight difference (needed for method=full)
     lora: LoraSettings = LoraSettings()
 
     def problems(self) -> list[str]:
@@ -218,8 +219,10 @@ class FinetuneSettings:
         if self.max_steps == 0:
             problems.append("max_steps=0: -1 (the epochs decide) or at least 1")
         if self.ship_as is not None:
-            if self.method != "lora" or not self.holdout_task_ids:
-                problems.append(f"ship_as={self.ship_as!r}: needs method=lora and holdout_task_ids (measured for the card)")
+            if not self.holdout_task_ids:
+                problems.append(f"ship_as={self.ship_as!r}: needs holdout_task_ids (measured for the card)")
+            if self.method != "lora" and self.ship_rank is None:
+                problems.append(f"ship_as={self.ship_as!r}: method={self.method} ships as a LoRA of its difference: set ship_rank")
             if not self.ship_as.replace("-", "").replace("_", "").isalnum():
                 problems.append(f"ship_as={self.ship_as!r}: a folder name (letters, digits, - and _)")
         return problems

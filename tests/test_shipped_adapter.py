@@ -1,4 +1,4 @@
-"""The ARC fine-tuning adapter shipped for the embedded model (`model.adapter=embedded-arc`): small,
+"""The ARC fine-tuning adapters shipped for the embedded model (`model.adapter=<name>`): each is small,
 loads, merges, and gives the held-out loss its ship command recorded."""
 
 import json
@@ -12,28 +12,31 @@ from ttt.model.ship_adapter import heldout_nll, training_tasks_by_id
 from test_settings import config
 from ttt.settings import RunSettings, SettingsError
 
-SHIPPED = SHIPPED_ADAPTERS / "embedded-arc"
+# embedded-arc: LoRA rank 16 (issue 12); embedded-arc-full: a full fine-tune cut to rank 16 (issue 21)
+SHIPPED = ["embedded-arc", "embedded-arc-full"]
 
 
-def test_the_shipped_adapter_is_small_bf16_safetensors_with_a_model_card():
-    weights = SHIPPED / "adapter_model.safetensors"
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_shipped_adapter_is_small_bf16_safetensors_with_a_model_card(name):
+    weights = SHIPPED_ADAPTERS / name / "adapter_model.safetensors"
     assert weights.stat().st_size < 12e6  # well under 20 MB
     assert {t.dtype for t in load_file(weights).values()} == {torch.bfloat16}
-    card = (SHIPPED / "README.md").read_text()
+    card = (SHIPPED_ADAPTERS / name / "README.md").read_text()
     for words in ("optimizer steps", "arc-agi-2/training", "never an evaluation task", "held-out NLL", "python train.py"):
         assert words in card
 
 
-def test_the_shipped_adapter_merges_and_gives_its_recorded_heldout_loss():
-    recorded = json.loads((SHIPPED / "heldout.json").read_text())
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_shipped_adapter_merges_and_gives_its_recorded_heldout_loss(name):
+    recorded = json.loads((SHIPPED_ADAPTERS / name / "heldout.json").read_text())
     model = recorded["model"]
     tasks = training_tasks_by_id(list(recorded["samples"]))
     args = (model["name_or_path"], model["dtype"], "cpu", "sdpa")
     tokenizer, base = load_model(*args)
     base_nll = heldout_nll(base, tokenizer, tasks, model["format"], model["max_seq_len"])
     del base
-    _, tuned = load_model(*args, adapter="embedded-arc")
-    assert not any("lora" in name for name, _ in tuned.named_modules())  # merged: a plain model
+    _, tuned = load_model(*args, adapter=name)
+    assert not any("lora" in module for module, _ in tuned.named_modules())  # merged: a plain model
     tuned_nll = heldout_nll(tuned, tokenizer, tasks, model["format"], model["max_seq_len"])
     for task, values in recorded["samples"].items():
         assert tuned_nll[task] == pytest.approx(values["adapted"], abs=0.01), task
@@ -44,7 +47,7 @@ def test_the_shipped_adapter_merges_and_gives_its_recorded_heldout_loss():
 def test_a_shipped_adapter_is_named_and_an_unknown_name_lists_them():
     assert RunSettings.from_config(config()).model.adapter == "embedded-arc"  # the default
     assert RunSettings.from_config(config("model.adapter=null")).model.adapter is None  # the base model
-    with pytest.raises(SettingsError, match=r"model.adapter='nope'.*shipped adapters: \['embedded-arc'\]"):
+    with pytest.raises(SettingsError, match=r"model.adapter='nope'.*shipped adapters: \['embedded-arc', 'embedded-arc-full'\]"):
         RunSettings.from_config(config("model.adapter=nope"))
     with pytest.raises(SettingsError, match=r"fine-tuned for name_or_path='embedded', not '/tmp'; add model.adapter=null"):
         RunSettings.from_config(config("model.name_or_path=/tmp"))

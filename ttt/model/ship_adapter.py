@@ -157,8 +157,7 @@ LoRA). Written by `python -m ttt.model.ship_adapter` from the run's records.
 - **Training**: {record["global_step"]} optimizer steps of batch {s["finetune.batch_size"]} (effective {s["finetune.effective_batch_size"]}),
   AdamW lr {s["finetune.lr"]}, weight decay {s["finetune.weight_decay"]}, cosine with {s["finetune.warmup_fraction"]} warm-up,
   gradient clip {s["finetune.gradient_clip"]}, loss `{s["finetune.loss"]}`, seed {s["seed"]};
-  {record["tokens_trained"]} tokens trained in {record["fit_seconds"]} s ({record["tokens_per_s"]} tokens/s on the
-  machine that trained it); mean batch loss {record["first_loss"]} (first tenth) -> {record["last_loss"]} (last tenth).
+  {_training_time(record)}
 
 ## Command
 
@@ -187,6 +186,19 @@ Accuracy with and without TTT, against the base model: `experiments/finetune_lor
 fine-tune, issue 12) and `experiments/finetune_long.md` (LoRA ranks against a full fine-tune, issue 21).
 """
 
+
+def _training_time(record: dict) -> str:
+    """Throughput and loss trend of the training; a resumed run's counts cover its last launch only."""
+    launch = (
+        f"{record['tokens_trained']} tokens trained in {record['fit_seconds']} s ({record['tokens_per_s']} tokens/s on the "
+        f"machine that trained it); mean batch loss {record['first_loss']} (first tenth) -> {record['last_loss']} (last tenth)"
+    )
+    if not record.get("resumed_from"):
+        return launch + "."
+    return (
+        f"{record.get('train_seconds')} s of training over all launches (it was resumed); the last launch alone: "
+        f"{launch}."
+    )
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -91,7 +91,7 @@ def test_model_and_experiment_compose_to_the_expected_values(model, experiment):
 def test_the_default_run_is_the_embedded_model_on_five_small_tasks():
     cfg = compose_with()
     assert cfg.model.name_or_path == "embedded" and cfg.trainer.accelerator == "cpu"
-    assert cfg.model.adapter == "embedded-arc"  # fine-tuned on ARC training tasks (issue 12); null: the base model
+    assert cfg.model.adapter == "embedded-arc-full"  # fine-tuned on ARC training tasks (issue 21); null: the base model
     assert list(cfg.data.task_ids) == ["66e6c45b", "00576224", "be03b35f", "4cd1b7b2", "ca8de6ea"]
 
 

@@ -45,7 +45,7 @@ def test_the_shipped_adapter_merges_and_gives_its_recorded_heldout_loss(name):
 
 
 def test_a_shipped_adapter_is_named_and_an_unknown_name_lists_them():
-    assert RunSettings.from_config(config()).model.adapter == "embedded-arc"  # the default
+    assert RunSettings.from_config(config()).model.adapter == "embedded-arc-full"  # the default
     assert RunSettings.from_config(config("model.adapter=null")).model.adapter is None  # the base model
     with pytest.raises(SettingsError, match=r"model.adapter='nope'.*shipped adapters: \['embedded-arc', 'embedded-arc-full'\]"):
         RunSettings.from_config(config("model.adapter=nope"))

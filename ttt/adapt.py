@@ -23,6 +23,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import CSVLogger
 from tqdm.auto import tqdm
 
+from ttt import interrupt
 from ttt.arc.task import Task
 from ttt.data.datamodule import TTTDataModule
 from ttt.data.tokenize import SegmentTokenizer
@@ -175,6 +176,7 @@ def adapt_tasks(
     counts = {"done": 0, "failed": 0, "skipped": 0}
     bar = tqdm(units, desc="TTT", unit="task", dynamic_ncols=True)
     for name, unit_tasks in bar:
+        interrupt.check()  # a stop signal whose exception a finalizer swallowed
         previous = read_record(out_dir, name)
         if previous is not None and previous.status == "done":
             records.append(previous)

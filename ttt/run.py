@@ -23,6 +23,7 @@ from ttt.arc.loading import load_tasks
 from ttt.arc.task import Task
 from ttt.finetune import run_finetune
 from ttt.html_report import write_report
+from ttt.interrupt import STOP_SIGNALS, Interrupted, signals_raise
 from ttt.inference.callback import AugmentedInference
 from ttt.inference.predictor import Predictor
 from ttt.model.loading import load_model
@@ -33,18 +34,6 @@ from ttt.outputs import (
 from ttt.report import summarize, summarize_adaptation, table
 from ttt.settings import RunSettings
 from ttt.wandb_logging import WandbRun
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a pre-empted job; Ctrl-C
-
-
-class Interrupted(BaseException):
-    """SIGTERM or SIGINT arrived (not an Exception: no per-task handler may swallow it, and not a
-    KeyboardInterrupt, which Lightning turns into `sys.exit(1)` in the middle of a fit)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.exit_code = 128 + signum  # what a shell reports for a job killed by it
-
 
 class RunFailed(RuntimeError):
     """TTT was asked for and failed on every task."""
@@ -65,7 +54,7 @@ def run(cfg: DictConfig) -> dict | None:
     wandb_run = WandbRun(settings, out_dir) if settings.logger.name == "wandb" else None
     reported = _report_at_exit(out_dir, wandb_run) if settings.stage == "ttt" else contextlib.nullcontext()
     try:
-        with reported, _signals_raise(), _job(out_dir, _job_record(settings, tasks)):
+        with reported, signals_raise(), _job(out_dir, _job_record(settings, tasks)):
             if settings.stage == "finetune":
                 metrics = run_finetune(settings, wandb_run)
             else:
@@ -236,24 +225,3 @@ def _report_at_exit(out_dir: Path, wandb_run: WandbRun | None) -> Iterator[None]
                 wandb_run.save_file(report)
         except Exception as error:  # noqa: BLE001 - the run's results are written; the page is extra
             print(f"report.html not written ({type(error).__name__}: {error}); try: python -m ttt.report {out_dir}")
-
-
-@contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGINT raise `Interrupted` (Lightning's own SIGTERM handler,
-    installed during each fit, calls this one after flagging the trainer). A signal ignored when the
-    run started stays ignored: a shell starts background jobs (`cmd &`, nohup) with SIGINT ignored."""
-
-    def handler(signum, frame):
-        raise Interrupted(signum)
-
-    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    for signum, before in previous.items():
-        if before is not signal.SIG_IGN:
-            signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        for signum, before in previous.items():
-            signal.signal(signum, before)
-

@@ -17,6 +17,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ttt import interrupt
 from ttt.arc.formats import TextFormat
 from ttt.arc.task import Task
 from ttt.data.tokenize import SegmentTokenizer
@@ -51,6 +52,7 @@ class Predictor:
         with inference_weights(model, s.merge_lora, s.dtype) as fast:
             answer, score, forget = self._decoding(fast)
             for task in tasks:
+                interrupt.check()  # a stop signal whose exception a finalizer swallowed
                 result = predict_task(task, answer, self.encoder, self.format, s, score)
                 forget()
                 held_out = measure(

@@ -165,7 +165,7 @@ LoRA). Written by `python -m ttt.model.ship_adapter` from the run's records.
 {command}
 ```
 
-That run's settings; run them into a fresh output dir with `finetune.ship_as={name}`{f" finetune.ship_rank={rank}" if rank else ""} and the result
+That run's settings; run them into a fresh output dir with `finetune.ship_as={name}{f" finetune.ship_rank={rank}" if rank else ""}` and the result
 is shipped here (then `git diff --stat` shows whether it came out the same), or ship a finished run
 with `python -m ttt.model.ship_adapter <its output dir> --name {name}{f" --rank {rank}" if rank else ""}`.
 
@@ -199,6 +199,7 @@ def _training_time(record: dict) -> str:
         f"{record.get('train_seconds')} s of training over all launches (it was resumed); the last launch alone: "
         f"{launch}."
     )
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

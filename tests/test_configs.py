@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from ttt.settings import RunSettings, SettingsError
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
@@ -96,8 +98,6 @@ def test_the_default_run_is_the_embedded_model_on_five_small_tasks():
 
 
 def test_the_paper_subset_is_its_80_tasks_in_four_levels_and_the_dev_sets_are_training_tasks():
-    from ttt.settings import RunSettings
-
     cfg = compose_with("data=arc_agi_1_paper80")
     assert cfg.data.task_ids is None and cfg.data.split == "evaluation"
     assert {level: len(ids) for level, ids in cfg.data.levels.items()} == {"easy": 20, "medium": 20, "hard": 20, "expert": 20}
@@ -143,6 +143,12 @@ def test_wandb_job_type_is_the_stage():
 def test_augmenter_presets_override_the_models_choice(preset, count, priority):
     cfg = compose_with("model=135m", f"augmenters={preset}")
     assert len(cfg.ttt.augmenters) == count and len(cfg.ttt.priority) == priority
+    RunSettings.from_config(cfg)  # and the run accepts it ("none", the un-augmented samples, first included)
+
+
+def test_a_priority_outside_the_augmenters_is_refused_by_name():
+    with pytest.raises(SettingsError, match=r"ttt.priority.*\['upscale2'\] not in ttt.augmenters"):
+        RunSettings.from_config(compose_with("augmenters=geometric", "ttt.priority=[none,upscale2]"))
 
 
 @pytest.mark.parametrize("search", ["ttt_135m", "ttt_135m_two_sizes"])

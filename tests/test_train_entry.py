@@ -25,7 +25,7 @@ def test_train_py_names_a_missing_task_id(train_py, tmp_path):
 def test_train_py_decodes_with_dfs_and_selects_by_product_of_experts(train_py, tmp_path):
     # the embedded model and its shipped adapter, on a real task: every view searched with the
     # threshold decoder (1%: without TTT this model is unsure; at 5% no answer clears it), the
-    # candidates rescored, the attempts of all three rules recorded
+    # candidates rescored, the attempts of all four rules recorded
     result = train_py(
         "data.task_ids=[00576224]", "ttt.enabled=false", "inference.decoder=dfs", "inference.selection=poe",
         "inference.dfs_min_prob=0.01", f"hydra.run.dir={tmp_path}", timeout=300,
@@ -34,9 +34,9 @@ def test_train_py_decodes_with_dfs_and_selects_by_product_of_experts(train_py, t
     prediction = json.loads((tmp_path / "00576224" / "predictions.json").read_text())
     assert prediction["settings"]["inference.decoder"] == "dfs"
     test = prediction["tests"][0]
-    assert set(test["attempts_by_rule"]) == {"vote", "poe", "nvarc"}
+    assert set(test["attempts_by_rule"]) == {"vote", "poe", "nvarc", "confidence"}
     assert test["attempts"] == test["attempts_by_rule"]["poe"]
-    assert set(prediction["score_by_rule"]) == {"vote", "poe", "nvarc"}
+    assert set(prediction["score_by_rule"]) == {"vote", "poe", "nvarc", "confidence"}
     assert all(c["poe_logprob"] is not None for c in test["candidates"][:8])
     assert prediction["answers_per_view"] > 0 and test["num_parsed"] == test["num_predictions"]  # dfs: only finished answers
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ttt.outputs import METRICS, write_text_atomic
 
-COLUMNS = ["score", "vote_score", "score_poe", "score_nvarc", "all_solved", "oracle", "view_accuracy", "parse_rate", "answers_per_view", "tasks_solved",
+COLUMNS = ["score", "vote_score", "score_poe", "score_nvarc", "score_confidence", "all_solved", "oracle", "view_accuracy", "parse_rate", "answers_per_view", "tasks_solved",
            "base_nll", "ttt_nll", "nll_lowered", "num_scored", "num_tasks", "ttt_failed", "ttt_seconds",
            "inference_seconds"]  # fmt: skip
 

@@ -44,7 +44,7 @@ def task_row(task_id: str, prediction: dict | None, ttt: dict | None, level: str
         if predicted_views else None,
         "predicted": prediction is not None and prediction.get("predicted", True),
         # pass@2 had the attempts been chosen by the other selection rules (None: not computed)
-        **{f"score_{rule}": ((prediction or {}).get("score_by_rule") or {}).get(rule) for rule in ("poe", "nvarc")},
+        **{f"score_{rule}": ((prediction or {}).get("score_by_rule") or {}).get(rule) for rule in ("poe", "nvarc", "confidence")},
         "answers_per_view": prediction.get("answers_per_view") if prediction else None,
         # demonstrations left out of views whose prompt was over data.max_seq_len
         "demonstrations_dropped": prediction.get("demonstrations_dropped") if prediction else None,
@@ -63,6 +63,7 @@ def metrics_from_rows(rows: Sequence[dict], levels: Sequence[str] = ()) -> dict:
         "vote_score": rounded_mean([r["vote_score"] for r in scored]),  # the same with voting's attempts
         "score_poe": rounded_mean([r.get("score_poe") for r in scored]),  # ... with product-of-experts' (when scored)
         "score_nvarc": rounded_mean([r.get("score_nvarc") for r in scored]),  # ... with NVARC's ranking (when scored)
+        "score_confidence": rounded_mean([r.get("score_confidence") for r in scored]),  # ... with the most confident view's
         "view_accuracy": rounded_mean([r["view_accuracy"] for r in scored]),
         "parse_rate": rounded_mean([r.get("parse_rate") for r in rows]),  # answers that parsed into a grid
         "answers_per_view": rounded_mean([r.get("answers_per_view") for r in rows]),  # greedy: 1; dfs: 0 or more

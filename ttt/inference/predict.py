@@ -10,7 +10,9 @@ Selection of the two attempts from the pooled candidates of all views (`inferenc
 - `poe`: product of experts: the best-voted `poe_candidates` are scored by teacher forcing under
   `poe_views` views, and ranked by the sum of those log-probabilities (ARChitects);
 - `nvarc`: the same candidates ranked by how many views found them, then by their mean
-  log-probability over the scoring views (NVARC).
+  log-probability over the scoring views (NVARC);
+- `confidence`: every candidate ranked by the highest log-probability one view gave it when it
+  generated it (then votes): no extra scoring. The summed log-probability favours smaller grids.
 Each test records the attempts every computable rule would have chosen (`attempts_by_rule`), so one
 run compares them.
 """
@@ -36,7 +38,8 @@ from ttt.inference.views import PAPER_TRANSFORMS, View, make_paper_views, make_v
 from ttt.inference.voting import VOTING_RULES, Candidate, Prediction, attempts, vote
 from ttt.knobs import MIN_SEQ_LEN, knob
 
-SELECTIONS = ("vote", "poe", "nvarc")  # how the two attempts are chosen from the pooled candidates
+SELECTIONS = ("vote", "poe", "nvarc", "confidence")  # how the two attempts are chosen from the pooled candidates
+RESCORED = ("poe", "nvarc")  # the selections that score candidates again under `poe_views` views
 VIEW_LAYOUTS = ("project", "paper")  # inference.views
 
 Score = Callable[[Sequence[tuple[Sequence[int], Sequence[int]]]], list[float]]
@@ -186,9 +189,10 @@ def predict_task(
         mine = [(p, a) for p, a in zip(prompted, answers) if p.test_index == test_index]
         predictions = [prediction for p, generated in mine for prediction in _predictions(p, generated, text_format)]
         voted, ranked = vote(predictions, test.input, settings.voting, settings.top_k)
-        by_rule = {"vote": voted}
+        confident = sorted(ranked, key=lambda c: (-c.best_logprob, -c.votes, c.first_seen))
+        by_rule = {"vote": voted, "confidence": attempts(confident, test.input)}
         poe_scores: dict[Grid, float] = {}
-        if settings.selection != "vote" and score is not None:  # no candidates: the fallback attempts
+        if settings.selection in RESCORED and score is not None:  # no candidates: the fallback attempts
             rescored = ranked[: settings.poe_candidates]
             views = [p for p, _ in mine]
             poe_scores, scorers = _product_of_experts(rescored, views, text_format, encoder, settings, score)

@@ -3,6 +3,7 @@ swallows it ("Exception ignored in ..."): CI once saw SIGTERM land in a progress
 and the run carry on to the end with exit code 0."""
 
 import gc
+import json
 import os
 import signal
 
@@ -48,3 +49,15 @@ def test_a_signal_swallowed_after_the_last_check_is_raised_when_the_block_ends()
             SignalsWhileCollected()
             gc.collect()
     assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_run_whose_last_task_swallowed_a_signal_is_recorded_interrupted_not_finished(tmp_path):
+    from ttt.outputs import RUN_RECORD
+    from ttt.run import _job
+
+    with pytest.raises(Interrupted):
+        with signals_raise(), _job(tmp_path, {"status": "running"}):
+            SignalsWhileCollected()
+            gc.collect()  # after the last task's check: only leaving the job can notice
+    assert json.loads((tmp_path / RUN_RECORD).read_text())["status"] == "interrupted"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ttt import resume
+from ttt import interrupt, resume
 from ttt.adapt import adapt_tasks
 from ttt.arc.loading import load_tasks
 from ttt.arc.task import Task
@@ -201,6 +201,7 @@ def _job(out_dir: Path, record: dict) -> Iterator[None]:
     write_json_atomic(out_dir / RUN_RECORD, record)
     try:
         yield
+        interrupt.check()  # a stop signal swallowed after the last task: not "finished"
     except Interrupted:
         write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "interrupted", "ended": timestamp()})
         raise

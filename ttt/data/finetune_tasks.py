@@ -21,7 +21,7 @@ from ttt.arc.augmenters import PAPER_AUGMENTERS, Augmenter, build_augmenters
 from ttt.arc.grid import Grid, fits
 from ttt.arc.task import Example, Task
 from ttt.arc.transforms import ColourPermutation
-from ttt.data.synthetic_tasks import SyntheticTask, dedupe
+from ttt.data.synthetic_tasks import UNAUGMENTED, SyntheticTask, dedupe
 
 SIDES = ("both", "input", "output")
 
@@ -102,7 +102,7 @@ def augmented_copy(
         colours, side = ColourPermutation.random(rng), rng.choice(config.apply_to)
         examples = on_side(lambda ex: tuple(e.map(colours) for e in ex), examples, side)
         names.append(f"colours@{side}")
-    return SyntheticTask(examples[1:], examples[0], "+".join(names) or "none")
+    return SyntheticTask(examples[1:], examples[0], "+".join(names) or UNAUGMENTED)
 
 
 def finetune_samples(task: Task, config: FinetuneDataConfig = FinetuneDataConfig()) -> list[SyntheticTask]:

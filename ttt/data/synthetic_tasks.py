@@ -22,13 +22,16 @@ from ttt.arc.task import Example, Task
 from ttt.arc.transforms import ColourPermutation
 
 
+UNAUGMENTED = "none"  # the augmenter name of a sample made from the task as given
+
+
 @dataclass(frozen=True)
 class SyntheticTask:
     """A TTT training sample: in-context demonstrations and a target pair."""
 
     demonstrations: tuple[Example, ...]
     test: Example
-    augmenter: str = field(default="none", compare=False)  # provenance, not identity
+    augmenter: str = field(default=UNAUGMENTED, compare=False)  # provenance, not identity
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class TTTDataConfig:
     permute_colours: bool = True  # one extra copy per task: random colours (0 fixed), shuffled demos
     top_up: bool = True  # fill up to max_examples with leave-two-out tasks
     seed: int = 0
-    # Augmenter names ("none" = un-augmented) whose samples the cap keeps before any other, so
+    # Augmenter names (UNAUGMENTED = un-augmented) whose samples the cap keeps before any other, so
     # size-changing augmenters cannot crowd out the views inference uses; () = a uniform draw (paper).
     priority: tuple[str, ...] = ()
     max_tokens: int | None = None  # the samples' tokens at most this (None: no budget, the paper)

@@ -97,6 +97,14 @@ def test_the_default_run_is_the_embedded_model_on_five_small_tasks():
     assert list(cfg.data.task_ids) == ["66e6c45b", "00576224", "be03b35f", "4cd1b7b2", "ca8de6ea"]
 
 
+def test_the_small20_report_set_is_the_list_in_small_tasks_txt_and_the_default_is_its_first_five():
+    listed = Path(__file__).resolve().parents[1] / "experiments" / "small_tasks.txt"
+    ids = [line.split()[0] for line in listed.read_text().splitlines() if not line.startswith("#")]
+    cfg = compose_with("data=arc_agi_1_small20")
+    assert list(cfg.data.task_ids) == ids and len(ids) == 20 and cfg.data.split == "evaluation"
+    assert list(compose_with().data.task_ids) == ids[:5]
+
+
 def test_the_paper_subset_is_its_80_tasks_in_four_levels_and_the_dev_sets_are_training_tasks():
     cfg = compose_with("data=arc_agi_1_paper80")
     assert cfg.data.task_ids is None and cfg.data.split == "evaluation"
@@ -112,7 +120,7 @@ def test_the_paper_subset_is_its_80_tasks_in_four_levels_and_the_dev_sets_are_tr
     assert not set(compose_with("data=arc_agi_1_dev").data.task_ids) & set(compose_with("data=arc_agi_1_dev_mid").data.task_ids)
 
 
-@pytest.mark.parametrize("data", ["arc_agi_1_small", "arc_agi_1", "arc_agi_2", "kaggle", "task_dir", "arc_agi_1_paper80"])
+@pytest.mark.parametrize("data", ["arc_agi_1_small", "arc_agi_1_small20", "arc_agi_1", "arc_agi_2", "kaggle", "task_dir", "arc_agi_1_paper80"])
 @pytest.mark.parametrize("logger", ["csv", "wandb", "none"])
 def test_data_and_logger_groups_compose(data, logger):
     cfg = compose_with(f"data={data}", f"logger={logger}", "model=1b")

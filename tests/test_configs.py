@@ -1,5 +1,6 @@
 """Every model x experiment combination users are offered composes, with the values that matter."""
 
+import runpy
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,8 @@ def test_the_default_run_is_the_embedded_model_on_five_small_tasks():
 
 
 def test_the_small20_report_set_is_the_list_in_small_tasks_txt_and_the_default_is_its_first_five():
-    listed = Path(__file__).resolve().parents[1] / "experiments" / "small_tasks.txt"
-    ids = [line.split()[0] for line in listed.read_text().splitlines() if not line.startswith("#")]
+    script = Path(__file__).resolve().parents[1] / "experiments" / "small_tasks.py"
+    ids = runpy.run_path(str(script))["read_small_tasks"]()  # the list small_tasks.py wrote to small_tasks.txt
     cfg = compose_with("data=arc_agi_1_small20")
     assert list(cfg.data.task_ids) == ids and len(ids) == 20 and cfg.data.split == "evaluation"
     assert list(compose_with().data.task_ids) == ids[:5]

@@ -65,7 +65,7 @@ def lora_weights(model):
 
 def batch_loss(model, batch):
     with torch.no_grad():
-        return float(TTTModule(model)(batch).loss)
+        return float(TTTModule(model)(batch))
 
 
 def first_batch(tokenizer, task, cfg):
@@ -201,3 +201,17 @@ def test_per_step_metrics_are_logged(tokenizer, tasks, adapter, tmp_path):
     header = lines[0].split(",")
     assert {"train/loss", "train/lr", "train/tokens_per_s", "step"} <= set(header)
     assert len(lines) - 1 >= 4  # 4 examples, batch 2, 2 epochs: 4 steps
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_the_fused_optimizer_still_clips_the_gradient_norm(tokenizer, tasks, adapter, tmp_path, precision):
+    """AdamW is fused; Lightning's mixed-precision plugin would refuse to clip for it, so the module
+    clips itself: a tiny clip norm makes Adam's steps tiny (its eps dominates the clipped gradients)."""
+    moved = {}
+    for clip in ("1.0", "1e-12"):
+        adapter.reset()
+        initial = lora_weights(adapter.model)
+        cfg = tiny_config(**{"trainer.precision": precision, "ttt.gradient_clip": clip, "ttt.epochs": 1})
+        adapt_tasks(tasks[:1], adapter, tokenizer, cfg, tmp_path / clip)
+        moved[clip] = sum(float((v - initial[n]).abs().sum()) for n, v in lora_weights(adapter.model).items())
+    assert moved["1e-12"] < 0.01 * moved["1.0"]

@@ -131,7 +131,7 @@ def test_a_few_steps_lower_the_loss_and_the_saved_model_feeds_ttt(method, tiny_m
     batch = next(iter(dm.train_dataloader()))
     _, base = load_model(str(tiny_model_dir))
     with torch.no_grad():
-        before = float(TTTModule(base)(batch).loss)
+        before = float(TTTModule(base)(batch))
 
     record = finetune.run_finetune(cfg)
 
@@ -142,7 +142,7 @@ def test_a_few_steps_lower_the_loss_and_the_saved_model_feeds_ttt(method, tiny_m
     _, tuned = load_model(saved["model_dir"])  # a plain HF model: LoRA merged
     assert not any("lora" in n for n, _ in tuned.named_parameters())
     with torch.no_grad():
-        assert float(TTTModule(tuned)(batch).loss) < before - 0.5
+        assert float(TTTModule(tuned)(batch)) < before - 0.5
 
     ttt_cfg = ft_config(saved["model_dir"], tmp_path / "ttt", **{"stage": "ttt", "ttt.max_examples": 2,
                         "ttt.epochs": 1, "ttt.lora.rank": 4})  # fmt: skip

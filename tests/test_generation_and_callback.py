@@ -11,7 +11,8 @@ from ttt.arc.scoring import submission_problems
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.callback import AugmentedInference
 from ttt.inference.predictor import Predictor
-from ttt.inference.generation import ALPHABETS, Generator, answer_logprobs
+from ttt.inference.generation import Generator, answer_logprobs
+from ttt.model.format_tokens import ALPHABETS
 from ttt.model.lora import Adapter, LoraSettings, add_lora
 from ttt.inference.predict import InferenceSettings
 from ttt.report import summarize, table

@@ -14,7 +14,7 @@ from ttt.arc.formats import get_format
 from ttt.arc.task import Example, Task
 from ttt.data.synthetic_tasks import TTTDataConfig, build_ttt_tasks
 from ttt.data.tokenize import SegmentTokenizer
-from ttt.inference.generation import ALPHABETS, suppressed_tokens, single_step
+from ttt.model.format_tokens import ALPHABETS, single_step, suppressed_tokens
 from ttt.inference.heldout import HeldOutTarget, heldout_target, measure
 from ttt.model.lora import LoraSettings, add_lora, relative_update_norm
 from ttt.model.module import cosine_with_warmup

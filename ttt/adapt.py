@@ -31,6 +31,7 @@ from ttt.inference.generation import answer_token_logprobs
 from ttt.inference.heldout import heldout_target, measure
 from ttt.model.lora import Adapter, relative_update_norm
 from ttt.model.module import TTTModule
+from ttt.model.prefix_loss import PrefixLoss
 from ttt.outputs import SHARED, TTT_RECORD, read_json, write_json_atomic
 from ttt.settings import RunSettings
 
@@ -110,10 +111,12 @@ def fit_adapter(
     before = measure(held_out, token_logprobs) if held_out else None
     datamodule = TTTDataModule(
         tasks, tokenizer, settings.model.text_format(), ttt.data(settings.seed), ttt.loss, settings.data.max_seq_len,
-        ttt.batch_size, ttt.labels,
+        ttt.batch_size, ttt.labels, ttt.packing,
     )  # fmt: skip
+    loss = PrefixLoss.of(ttt.logits, ttt.head, tokenizer, settings.model.text_format())
     module = TTTModule(
-        adapter.model, ttt.lr, ttt.weight_decay, ttt.warmup_fraction, ttt.gradient_checkpointing, ttt.warmup_from_zero
+        adapter.model, ttt.lr, ttt.weight_decay, ttt.warmup_fraction, ttt.gradient_checkpointing, ttt.warmup_from_zero,
+        loss,
     )
     save = SaveAdapter(adapter, out_dir / name)
     trainer = pl.Trainer(

@@ -34,6 +34,7 @@ from ttt.inference.heldout import HeldOutTarget, heldout_target, measure
 from ttt.model.loading import load_model
 from ttt.model.lora import add_lora
 from ttt.model.module import TTTModule
+from ttt.model.prefix_loss import PrefixLoss
 from ttt.model.ship_adapter import ship
 from ttt.outputs import CHECKPOINT_DIR, FINETUNE_ADAPTER_DIR, FINETUNE_MODEL_DIR, FINETUNE_RECORD, write_json_atomic
 from ttt.settings import FinetuneSettings, RunSettings, TrainerSettings
@@ -124,7 +125,7 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
 
     datamodule = FinetuneDataModule(
         tasks, tokenizer, m.text_format(), ft.data(settings.seed), ft.loss, ft.max_seq_len, ft.batch_size, forbidden,
-        ft.labels,
+        ft.labels, ft.packing,
     )
     started = time.perf_counter()
     datamodule.setup("fit")
@@ -132,7 +133,8 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
     too_long = sum(s.num_too_long for s in datamodule.stats)
     print(f"{len(datamodule.examples)} samples ({too_long} over max_seq_len={ft.max_seq_len} dropped) in {data_seconds:.0f} s")
 
-    module = TTTModule(model, ft.lr, ft.weight_decay, ft.warmup_fraction, ft.gradient_checkpointing)
+    loss = PrefixLoss.of(ft.logits, ft.head, tokenizer, m.text_format())
+    module = TTTModule(model, ft.lr, ft.weight_decay, ft.warmup_fraction, ft.gradient_checkpointing, loss=loss)
     loggers: list[Any] = []
     if settings.logger.name == "csv":
         loggers.append(CSVLogger(out_dir, name="logs"))  # a resumed run writes version_1, ... (keeps the old curve)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ttt import interrupt, resume
+from ttt import host_memory, interrupt, resume
 from ttt.adapt import adapt_tasks
 from ttt.arc.loading import load_tasks
 from ttt.arc.task import Task
@@ -43,6 +43,7 @@ def run(cfg: DictConfig) -> dict | None:
     """The whole job; returns the run's metrics (TTT diagnostics alone when inference is off; None
     when neither runs) or the fine-tuning record."""
     settings = RunSettings.from_config(cfg)  # SettingsError lists every bad key, before anything runs
+    host_memory.configure(settings.trainer.host_memory)  # before the model's first tensors
     out_dir = Path(settings.paths.output_dir or ".")
     tasks: list[Task] = []
     if settings.stage == "ttt":

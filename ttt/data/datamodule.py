@@ -40,11 +40,27 @@ class TaskDataStats:
     num_loss_tokens: int
 
 
-def collate(batch: Sequence[Encoded], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch: ids with the pad token, labels with IGNORE_INDEX, attention mask 0."""
+def collate(batch: Sequence[Encoded], pad_token_id: int, packing: bool = False) -> dict[str, torch.Tensor]:
+    """Right-pad a batch: ids with the pad token, labels with IGNORE_INDEX, attention mask 0. With
+    `packing`, the samples go end to end in one row instead, with no padding and no attention mask:
+    positions restart at each sample, from which transformers' attention masks keep each sample to
+    itself (block-diagonal causal), and each sample's first token is unlabelled, so no sample
+    predicts the next one's start. The loss is then that of the padded batch (the mean over the
+    same labelled tokens), its matrices one (tokens x hidden) product without padding rows."""
+    if packing:
+        ids = [i for e in batch for i in e.input_ids]
+        labels = [label for e in batch for label in (IGNORE_INDEX, *e.labels[1:])]
+        positions = [p for e in batch for p in range(len(e))]
+        return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]), "position_ids": torch.tensor([positions])}
     input_ids, attention_mask = pad([e.input_ids for e in batch], pad_token_id)
     labels, _ = pad([e.labels for e in batch], IGNORE_INDEX)
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+
+
+def num_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Real (not padding) tokens of a padded or packed batch."""
+    mask = batch.get("attention_mask")
+    return int(batch["input_ids"].numel() if mask is None else mask.sum())
 
 
 def require_pad_token(tokenizer: Any) -> None:
@@ -112,10 +128,11 @@ class TTTDataModule(LightningDataModule):
         max_seq_len: int = 8192,
         batch_size: int = 2,
         labels: str = "outputs",
+        packing: bool = False,
     ):
         super().__init__()
         require_pad_token(tokenizer)
-        self.tasks = list(tasks)
+        self.tasks, self.packing = list(tasks), packing
         self.tokenizer = tokenizer
         self.format = get_format(text_format) if isinstance(text_format, str) else text_format
         self.data, self.loss, self.labels = data, loss, labels
@@ -151,12 +168,12 @@ class TTTDataModule(LightningDataModule):
             self.examples,
             batch_size=self.batch_size,
             sampler=self._sampler(),
-            collate_fn=lambda batch: collate(batch, self.tokenizer.pad_token_id),
+            collate_fn=lambda batch: collate(batch, self.tokenizer.pad_token_id, self.packing),
         )
 
     def padding_fraction(self) -> float:
-        """Fraction of the tokens in one epoch's batches that are padding."""
-        if not self.examples:
+        """Fraction of the tokens in one epoch's batches that are padding (none when packed)."""
+        if not self.examples or self.packing:
             return 0.0
         order = list(self._sampler())
         lengths = [len(self.examples[i]) for i in order]

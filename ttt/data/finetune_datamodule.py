@@ -78,13 +78,14 @@ class FinetuneDataModule(LightningDataModule):
         batch_size: int = 2,
         forbidden_grids: Set[Grid] = frozenset(),
         labels: str = "outputs",
+        packing: bool = False,
     ):
         super().__init__()
         require_pad_token(tokenizer)
         self.tasks, self.tokenizer = list(tasks), tokenizer
         self.format = get_format(text_format) if isinstance(text_format, str) else text_format
         self.data, self.loss, self.labels = data, loss, labels
-        self.max_seq_len, self.batch_size = max_seq_len, batch_size
+        self.max_seq_len, self.batch_size, self.packing = max_seq_len, batch_size, packing
         self.forbidden_grids = forbidden_grids  # evaluation grids: an augmented sample may hit one by chance
         self.resume_at: tuple[int, int] | None = None  # from a checkpoint: (epoch, batches trained in it)
         self.examples: list[Encoded] = []
@@ -116,7 +117,7 @@ class FinetuneDataModule(LightningDataModule):
             self.examples,
             batch_size=self.batch_size,
             sampler=order,
-            collate_fn=lambda batch: collate(batch, self.tokenizer.pad_token_id),
+            collate_fn=lambda batch: collate(batch, self.tokenizer.pad_token_id, self.packing),
         )
 
     def state_dict(self) -> dict[str, int]:

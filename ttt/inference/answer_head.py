@@ -24,14 +24,10 @@ from typing import Any
 import torch
 
 from ttt.arc.formats import TextFormat
-from ttt.inference.generation import ALPHABETS, answer_tokens, stop_token_ids
+from ttt.model.format_tokens import ALPHABETS, answer_tokens, stop_token_ids
+from ttt.model.lora import causal_lm
 
 NORMALISATIONS = ("alphabet", "vocabulary")  # inference.normalise
-
-
-def causal_lm(model: Any) -> Any:
-    """The transformers causal LM inside a PEFT model (LoRA layers stay in place), or the model."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 class AnswerHead:

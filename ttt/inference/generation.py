@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import torch
@@ -23,9 +22,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ttt.arc.formats import TextFormat
 from ttt.data.padding import pad
-
-# Characters an answer's grid may use; the end marker is allowed only as its own single token.
-ALPHABETS = {"compact": "0123456789\n", "paper": "0123456789 []\n"}
+from ttt.model.format_tokens import ALPHABETS, stop_token_ids, suppressed_tokens
 
 
 @dataclass(frozen=True)
@@ -41,40 +38,6 @@ def largest_answer_tokens(tokenizer: Any, text_format: TextFormat) -> int:
     """Tokens of the longest possible answer: a 30x30 grid (digits of 8) plus the end marker."""
     grid = tuple(tuple([8] * 30) for _ in range(30))
     return len(tokenizer(text_format.output_text(grid), add_special_tokens=False)["input_ids"]) + 1
-
-
-def single_step(text: str, alphabet: str) -> bool:
-    """Whether a token's text may be generated: only `alphabet` characters, and at most one cell
-    (digit), one row break and one space, so a token never writes two cells or rows at once."""
-    return (
-        bool(text)
-        and all(ch in alphabet for ch in text)
-        and sum(ch.isdigit() for ch in text) <= 1
-        and text.count("\n") <= 1
-        and text.count(" ") <= 1
-    )
-
-
-def stop_token_ids(tokenizer: Any, text_format: TextFormat) -> list[int]:
-    """EOS, then the end marker when it is one token (a longer one is stopped on by its text)."""
-    end_ids = tokenizer(text_format.end_marker, add_special_tokens=False)["input_ids"]
-    return [tokenizer.eos_token_id] + (end_ids if len(end_ids) == 1 else [])
-
-
-@lru_cache(maxsize=8)
-def answer_tokens(tokenizer: Any, alphabet: str, stop_ids: tuple[int, ...]) -> tuple[int, ...]:
-    """The token ids an answer may use, ascending: the `single_step` ones of `alphabet` and the stops."""
-    keep = set(stop_ids)
-    for token_id in range(len(tokenizer)):
-        if single_step(tokenizer.decode([token_id]), alphabet):
-            keep.add(token_id)
-    return tuple(sorted(keep))
-
-
-def suppressed_tokens(tokenizer: Any, alphabet: str, stop_ids: tuple[int, ...], vocab_size: int) -> tuple[int, ...]:
-    """Every token id but the `answer_tokens`."""
-    keep = set(answer_tokens(tokenizer, alphabet, stop_ids))
-    return tuple(i for i in range(vocab_size) if i not in keep)
 
 
 class HopelessAnswers(StoppingCriteria):

@@ -24,7 +24,7 @@ import torch
 from transformers import DynamicCache
 
 from ttt.data.padding import pad
-from ttt.inference.answer_head import causal_lm
+from ttt.model.lora import causal_lm
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,11 @@ def add_lora(base: torch.nn.Module, settings: LoraSettings, seed: int = 0) -> Pe
         return get_peft_model(base, config)
 
 
+def causal_lm(model: Any) -> Any:
+    """The transformers causal LM inside a PEFT model (LoRA layers stay in place), or the model."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of the trainable (LoRA) parameters."""
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}

@@ -3,7 +3,8 @@
 The fine-tuning stage (`ttt.finetune`) trains with the same module: all weights, or a LoRA.
 
 The labels from `ttt.data` already hold the loss mask (IGNORE_INDEX outside the outputs that carry
-loss); the model's own causal-LM loss shifts them and averages over the labelled tokens.
+loss); `ttt.model.prefix_loss` shifts them and averages the cross-entropy over the labelled tokens,
+running the LM head only at those positions.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from peft.helpers import disable_input_dtype_casting
 from transformers import get_cosine_schedule_with_warmup
+
+from ttt.data.datamodule import num_tokens
+from ttt.model.prefix_loss import PrefixLoss
+
+
+FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # what the fused AdamW kernel takes
 
 
 class TTTModule(LightningModule):
@@ -28,9 +36,11 @@ class TTTModule(LightningModule):
         warmup_fraction: float = 0.1,
         gradient_checkpointing: bool = False,
         warmup_from_zero: bool = True,
+        loss: PrefixLoss | None = None,
     ):
         super().__init__()
         self.model = model
+        self.loss = loss or PrefixLoss()
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
         self.warmup_from_zero = warmup_from_zero
         self.gradient_checkpointing = gradient_checkpointing
@@ -41,10 +51,13 @@ class TTTModule(LightningModule):
         # frozen base weights (LoRA) are not checkpointed: they come from the base model on resume
         self.strict_loading = all(p.requires_grad for p in model.parameters())
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> Any:
-        return self.model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
-        )
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch's prefix loss. Under autocast, PEFT's cast of every LoRA input to the adapter's
+        fp32 weights is skipped: autocast would cast it straight back to bf16 for the matmul (two
+        copies of each input per LoRA layer, and the fp32 one kept for backward; bit-identical results)."""
+        autocast = torch.is_autocast_enabled(batch["input_ids"].device.type)
+        with disable_input_dtype_casting(self.model, active=autocast):
+            return self.loss(self.model, batch)
 
     def on_fit_start(self) -> None:
         self.model.train()  # loaded in eval mode; LoRA dropout (if any) must be active
@@ -70,14 +83,14 @@ class TTTModule(LightningModule):
         self._step_started = time.perf_counter()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self(batch).loss
+        loss = self(batch)
         self.losses.append(loss.detach())
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        tokens = int(batch["attention_mask"].sum())
+        tokens = num_tokens(batch)
         self.tokens_seen += tokens
         seconds = time.perf_counter() - self._step_started
         self.log("train/tokens_per_s", tokens / max(seconds, 1e-9), prog_bar=True)
@@ -90,11 +103,33 @@ class TTTModule(LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, fused=self._fused(params) or None)
         total = self.trainer.estimated_stepping_batches
         warmup = math.ceil(self.warmup_fraction * total)
         scheduler = cosine_with_warmup(optimizer, warmup, total, self.warmup_from_zero)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+    def _fused(self, params: list[torch.Tensor]) -> bool:
+        """torch's fused AdamW kernel (CPU and CUDA): one pass over each tensor instead of a dozen ops
+        (2.6x faster on the 420 LoRA tensors of the embedded model's step on a CPU), the same update
+        rule. Not under fp16 loss scaling (clipping would see scaled gradients) or FSDP (sharded
+        clipping), where Lightning's own clipping path stays."""
+        trainer = self._trainer
+        if trainer is not None and (str(trainer.precision).startswith("16") or "FSDP" in type(trainer.strategy).__name__):
+            return False
+        return all(p.device.type in ("cpu", "cuda") and p.dtype in FUSED_DTYPES for p in params)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Lightning's mixed-precision plugin refuses to clip for a fused optimizer, a guard meant for
+        fp16 loss scaling (`_fused` never fuses there); bf16 has no scaling, so the norm is clipped here."""
+        if getattr(optimizer, "defaults", {}).get("fused") and gradient_clip_val:
+            if gradient_clip_algorithm not in (None, "norm"):
+                raise ValueError(f"gradient_clip_algorithm={gradient_clip_algorithm!r}: a fused AdamW clips by norm")
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
 
 def cosine_with_warmup(

@@ -1,0 +1,42 @@
+"""How this process's C allocator returns freed memory to the operating system (`trainer.host_memory`).
+
+glibc's malloc serves a large block (128 KiB at first, its threshold rising as such blocks are
+freed) from a fresh `mmap` and unmaps it when freed, and it trims the heap's free top back to the
+system past a threshold too. A training step on a CPU frees and reallocates hundreds of
+activation tensors of 0.1-30 MB; each new mapping is zero-filled by the kernel page by page, so
+elementwise ops on fresh tensors run several times slower than on reused memory (a 1280 x 1536
+multiply: 1.8 ms against 0.5 ms) and the time shows as system time.
+
+- `reuse`: blocks below 32 MiB (glibc's largest threshold) come from the heap, and up to 1 GiB of
+  free heap is kept for the next allocation before any is trimmed: memory is reused, at the price of
+  at most that much more resident memory. Larger blocks are still mapped and unmapped.
+- `system`: glibc's defaults.
+
+Only glibc (Linux) has these settings; elsewhere `reuse` does nothing and says so once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import platform
+
+log = logging.getLogger(__name__)
+
+MODES = ("reuse", "system")
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest: HEAP_MAX_SIZE / 2 on 64-bit
+TRIM_THRESHOLD = 2**30
+
+
+def configure(mode: str) -> bool:
+    """Apply `mode` to this process's allocator; whether glibc took the settings (False for `system`)."""
+    if mode not in MODES:
+        raise ValueError(f"trainer.host_memory={mode!r}: choose one of {MODES}")
+    if mode == "system":
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        log.info("trainer.host_memory=reuse: not glibc (%s), left as it is", platform.platform())
+        return False
+    libc = ctypes.CDLL("libc.so.6")
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))

@@ -125,8 +125,11 @@ class StepTimer(pl.Callback):
         self.profiler, self.profile_steps = profiler, profile_steps
         self.tokens, self.steps, self.started, self.ended, self.lengths, self.matrix_rows = 0, 0, None, None, [], []
         self.profiled_seconds, self._profiling = 0.0, False
+        self.first_started, self.first_step_seconds = 0.0, 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == 0:
+            self.first_started = time.perf_counter()
         if self.started is None and trainer.global_step >= 1:
             self.started = time.perf_counter()
             if self.profiler is not None:
@@ -142,6 +145,7 @@ class StepTimer(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.started is None:
+            self.first_step_seconds = time.perf_counter() - self.first_started  # with compile: compiling
             return
         self.tokens += num_tokens(batch)
         positions = batch.get("position_ids")
@@ -190,7 +194,7 @@ def one_sample_steps(settings: RunSettings, task_id: str, tokens: int, steps: in
     data.setup()
     sample = min(data.examples, key=lambda e: abs(len(e) - tokens))
     loader = DataLoader([sample] * (steps + 1), batch_size=1, collate_fn=lambda b: collate(b, tokenizer.pad_token_id))
-    loss = PrefixLoss.of(ttt.logits, ttt.head, tokenizer, m.text_format())
+    loss = PrefixLoss.of(ttt.logits, ttt.head, tokenizer, m.text_format(), settings.trainer.compile)
     module = TTTModule(model, ttt.lr, ttt.weight_decay, ttt.warmup_fraction, ttt.gradient_checkpointing, loss=loss)
     rss_before = current_rss_mib()
     trainer = pl.Trainer(
@@ -222,7 +226,7 @@ def finetune_steps(settings: RunSettings, tasks: int, steps: int, timer: StepTim
         kept[:tasks], tokenizer, m.text_format(), ft.data(settings.seed), ft.loss, ft.max_seq_len, ft.batch_size,
         forbidden, ft.labels, ft.packing,
     )  # fmt: skip
-    loss = PrefixLoss.of(ft.logits, ft.head, tokenizer, m.text_format())
+    loss = PrefixLoss.of(ft.logits, ft.head, tokenizer, m.text_format(), settings.trainer.compile)
     module = TTTModule(model, ft.lr, ft.weight_decay, ft.warmup_fraction, ft.gradient_checkpointing, loss=loss)
     trainer = pl.Trainer(
         max_steps=steps + 1, accelerator=settings.trainer.accelerator, devices=1,
@@ -330,8 +334,8 @@ def main() -> None:
         "cpu": cpu_name(), "threads": torch.get_num_threads(), "bf16_instructions": cpu_has_bf16(),
         "stage": args.stage, "size": args.size if args.stage == "ttt" else None, **work,
         "overrides": args.overrides, "dtype": settings.model.dtype, "precision": settings.trainer.precision,
-        "host_memory": settings.trainer.host_memory,
-        "timed_steps": timer.steps, "tokens": timer.tokens, "seconds": round(timer.seconds, 3),
+        "host_memory": settings.trainer.host_memory, "compile": settings.trainer.compile,
+        "first_step_seconds": round(timer.first_step_seconds, 1), "timed_steps": timer.steps, "tokens": timer.tokens, "seconds": round(timer.seconds, 3),
         "mean_sample_tokens": round(mean_len, 1), "mean_matmul_rows": round(rows, 1), "tokens_per_s": round(tokens_per_s, 1),
         "nominal_gflop_per_token": round(flops / 1e9, 3), "achieved_gflops": round(tokens_per_s * flops / 1e9, 1),
         "gemm_gflops": peaks, "compute_dtype": compute,

@@ -130,7 +130,12 @@ def test_lora_inputs_skip_the_fp32_round_trip_under_autocast_bit_for_bit(tokeniz
         loss.backward()
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
+    seen = []  # whether a LoRA layer would cast its input when it is called
+    layer = next(m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled"))
+    cast = layer._cast_input_dtype
+    layer._cast_input_dtype = lambda x, dtype: seen.append(layer.cast_input_dtype_enabled) or cast(x, dtype)
     (loss_a, grads_a), (loss_b, grads_b) = run(True), run(False)
+    assert seen == [False, True]  # the module's forward skips the cast, the plain loss casts
     assert torch.equal(loss_a, loss_b) and all(torch.equal(grads_a[n], grads_b[n]) for n in grads_b)
     assert all(m.cast_input_dtype_enabled for m in model.modules() if hasattr(m, "cast_input_dtype_enabled"))
 

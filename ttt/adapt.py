@@ -113,7 +113,7 @@ def fit_adapter(
         tasks, tokenizer, settings.model.text_format(), ttt.data(settings.seed), ttt.loss, settings.data.max_seq_len,
         ttt.batch_size, ttt.labels, ttt.packing,
     )  # fmt: skip
-    loss = PrefixLoss.of(ttt.logits, ttt.head, tokenizer, settings.model.text_format())
+    loss = PrefixLoss.of(ttt.logits, ttt.head, tokenizer, settings.model.text_format(), settings.trainer.compile)
     module = TTTModule(
         adapter.model, ttt.lr, ttt.weight_decay, ttt.warmup_fraction, ttt.gradient_checkpointing, ttt.warmup_from_zero,
         loss,

@@ -133,7 +133,7 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
     too_long = sum(s.num_too_long for s in datamodule.stats)
     print(f"{len(datamodule.examples)} samples ({too_long} over max_seq_len={ft.max_seq_len} dropped) in {data_seconds:.0f} s")
 
-    loss = PrefixLoss.of(ft.logits, ft.head, tokenizer, m.text_format())
+    loss = PrefixLoss.of(ft.logits, ft.head, tokenizer, m.text_format(), settings.trainer.compile)
     module = TTTModule(model, ft.lr, ft.weight_decay, ft.warmup_fraction, ft.gradient_checkpointing, loss=loss)
     loggers: list[Any] = []
     if settings.logger.name == "csv":

@@ -273,6 +273,7 @@ class TrainerSettings:
     num_nodes: int = knob(1, ge=1)
     strategy: str = knob("auto", choices=("auto", *StrategyRegistry.available_strategies()))
     host_memory: str = knob("system", choices=HOST_MEMORY_MODES)  # reuse: keep freed memory (ttt.host_memory)
+    compile: bool = False  # torch.compile the backbone for training (ttt.model.prefix_loss)
 
     def problems(self) -> list[str]:
         return ["devices=0: -1 (all) or at least 1"] if self.devices == 0 else []
@@ -341,13 +342,13 @@ class RunSettings:
     def affecting_adapters(self) -> dict[str, Any]:
         """The settings a task's adapter depends on: a resumed task must have been made by these."""
         keep = ("seed", "model.name_or_path", "model.adapter", "model.dtype", "model.format", "model.quantization",
-                "data.max_seq_len", "trainer.precision", "ttt.")  # fmt: skip
+                "data.max_seq_len", "trainer.precision", "trainer.compile", "ttt.")  # fmt: skip
         return {k: v for k, v in self.flat().items() if k.startswith(keep) and k != "ttt.enabled"}
 
     def affecting_finetuning(self) -> dict[str, Any]:
         """The settings a fine-tuning checkpoint depends on (resuming it with others mixes two runs)."""
         keep = ("seed", "model.name_or_path", "model.adapter", "model.dtype", "model.format", "trainer.precision",
-                "trainer.devices", "trainer.num_nodes", "finetune.")  # fmt: skip
+                "trainer.compile", "trainer.devices", "trainer.num_nodes", "finetune.")  # fmt: skip
         skip = ("finetune.resume", "finetune.checkpoint_every_n_steps", "finetune.heldout_every_n_steps")
         return {k: v for k, v in self.flat().items() if k.startswith(keep) and k not in skip}
 

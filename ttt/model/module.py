@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
-from peft.helpers import disable_input_dtype_casting
+from peft.tuners.tuners_utils import BaseTunerLayer
 from transformers import get_cosine_schedule_with_warmup
 
 from ttt.data.datamodule import num_tokens
@@ -41,6 +41,7 @@ class TTTModule(LightningModule):
         super().__init__()
         self.model = model
         self.loss = loss or PrefixLoss()
+        self._lora_layers: list[BaseTunerLayer] | None = None  # found on the first autocast forward
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
         self.warmup_from_zero = warmup_from_zero
         self.gradient_checkpointing = gradient_checkpointing
@@ -55,9 +56,17 @@ class TTTModule(LightningModule):
         """The batch's prefix loss. Under autocast, PEFT's cast of every LoRA input to the adapter's
         fp32 weights is skipped: autocast would cast it straight back to bf16 for the matmul (two
         copies of each input per LoRA layer, and the fp32 one kept for backward; bit-identical results)."""
-        autocast = torch.is_autocast_enabled(batch["input_ids"].device.type)
-        with disable_input_dtype_casting(self.model, active=autocast):
+        if not torch.is_autocast_enabled(batch["input_ids"].device.type):
             return self.loss(self.model, batch)
+        if self._lora_layers is None:  # PEFT's own context manager walks every module twice a call (~20 ms)
+            self._lora_layers = [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)]
+        for layer in self._lora_layers:
+            layer.cast_input_dtype_enabled = False
+        try:
+            return self.loss(self.model, batch)
+        finally:
+            for layer in self._lora_layers:
+                layer.cast_input_dtype_enabled = True
 
     def on_fit_start(self) -> None:
         self.model.train()  # loaded in eval mode; LoRA dropout (if any) must be active

@@ -18,6 +18,7 @@ whose held-out NLL `ttt.inference.heldout` still measures over the whole vocabul
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,26 +33,29 @@ from ttt.model.packed_attention import packed_attention
 
 LOGITS = ("labelled", "all")  # ttt.logits / finetune.logits: where the head runs
 HEADS = ("full", "format")  # ttt.head / finetune.head: which tokens it scores
+COMPILED: weakref.WeakKeyDictionary[torch.nn.Module, Any] = weakref.WeakKeyDictionary()  # decoder -> compiled twin
 
 
 class PrefixLoss:
     """`loss(model, batch)`: mean cross-entropy of the labelled tokens of a right-padded batch
     (`input_ids`, `attention_mask`, `labels`; `position_ids` for packed rows, see `ttt.data.datamodule.collate`)."""
 
-    def __init__(self, logits: str = "labelled", head: str = "full", token_ids: Sequence[int] | None = None):
+    def __init__(
+        self, logits: str = "labelled", head: str = "full", token_ids: Sequence[int] | None = None, compile: bool = False
+    ):
         if logits not in LOGITS:
             raise ValueError(f"logits={logits!r}: choose one of {LOGITS}")
         if head not in HEADS:
             raise ValueError(f"head={head!r}: choose one of {HEADS}")
         if head == "format" and (logits != "labelled" or not token_ids):
             raise ValueError("head=format needs logits=labelled and the format's token ids")
-        self.logits, self.head = logits, head
+        self.logits, self.head, self.compile = logits, head, compile
         self.token_ids = torch.tensor(sorted(token_ids)) if token_ids else None
 
     @classmethod
-    def of(cls, logits: str, head: str, tokenizer: Any, text_format: TextFormat) -> PrefixLoss:
-        """The loss a run's `logits` and `head` settings ask for, for `text_format`'s tokens."""
-        return cls(logits, head, format_token_ids(tokenizer, text_format) if head == "format" else None)
+    def of(cls, logits: str, head: str, tokenizer: Any, text_format: TextFormat, compile: bool = False) -> PrefixLoss:
+        """The loss a run's `logits`, `head` and `compile` settings ask for, for `text_format`'s tokens."""
+        return cls(logits, head, format_token_ids(tokenizer, text_format) if head == "format" else None, compile)
 
     def __call__(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if batch.get(k) is not None}
@@ -61,7 +65,7 @@ class PrefixLoss:
         with packed_attention(lm) if packed else contextlib.nullcontext():
             if self.logits == "all":
                 return model(**inputs, labels=batch["labels"]).loss
-            hidden = lm.get_decoder()(**inputs).last_hidden_state
+            hidden = self._backbone(lm.get_decoder())(**inputs).last_hidden_state
         targets = batch["labels"][:, 1:]  # position p predicts token p + 1
         where = targets != IGNORE_INDEX
         hidden, targets = hidden[:, :-1][where], targets[where]
@@ -69,6 +73,16 @@ class PrefixLoss:
         if self.head == "full":
             return F.cross_entropy(head(hidden).float(), targets)
         return F.cross_entropy(self._format_logits(head, hidden).float(), self._reduced(targets))
+
+    def _backbone(self, decoder: torch.nn.Module) -> Any:
+        """The decoder, or with `compile` its `torch.compile`d twin (same weights; dynamic shapes, so
+        samples of every length share one compiled graph). Only training calls the twin: inference
+        and scoring run the decoder as it is."""
+        if not self.compile:
+            return decoder
+        if decoder not in COMPILED:  # one twin per decoder for the process: every task's fit reuses its graph
+            COMPILED[decoder] = torch.compile(decoder, dynamic=True)
+        return COMPILED[decoder]
 
     def _format_logits(self, head: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         if hasattr(head, "base_layer"):

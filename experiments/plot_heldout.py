@@ -1,15 +1,15 @@
 """Held-out NLL curves of fine-tuning runs, one SVG line chart per call: the mean NLL per answer
 token over the 32 held-out training tasks (configs/finetune/holdout_32.yaml; solid) and over the
 second development set (configs/data/arc_agi_1_dev_mid.yaml; dashed), against training hours or
-optimizer steps, one colour per run. Reads each run's finetune.json (`heldout_curve`).
+optimizer steps or tokens trained, one colour per run. Reads each run's finetune.json (`heldout_curve`).
 
     python experiments/plot_heldout.py r16=/work/runs/ft_r16 r64=/work/runs/ft_r64 full=/work/runs/ft_full \
-        --out experiments/results/finetune_long/heldout.svg [--x step]
+        --out experiments/results/finetune_long/heldout.svg [--x step|tokens]
 
 A record written before the curve kept each task's NLL (the shipped embedded-arc run) has the mean
 over its own held-out tasks only (the 32: no dev_mid line) and no seconds per point: its hours are
-spread evenly over its fit_seconds, and the legend says so. Also writes the points as CSV beside
-the SVG.
+spread evenly over its fit_seconds, and the legend says so; records before issue 34 kept no
+tokens per point (`--x tokens` leaves them out). Also writes the points as CSV beside the SVG.
 """
 
 from __future__ import annotations
@@ -51,14 +51,16 @@ def curve_points(run: str, record: dict, groups: dict[str, list[str]]) -> list[d
             else:
                 continue
             rows.append({"run": run, "subset": subset, "step": point["step"], "hours": hours, "nll": nll,
-                         "interpolated": "seconds" not in point})  # fmt: skip
+                         "tokens": point.get("tokens"), "interpolated": "seconds" not in point})  # fmt: skip
     return rows
 
 
 def plot(rows: list[dict], x: str, title: str) -> Axes:
+    rows = [r for r in rows if r[x] is not None]
     xs, ys = [r[x] for r in rows], [r["nll"] for r in rows]
     pad = (max(ys) - min(ys)) * 0.1 or 0.05
-    label = "training hours (held-out measurements left out)" if x == "hours" else "optimizer steps"
+    label = {"hours": "training hours (held-out measurements left out)", "step": "optimizer steps",
+             "tokens": "tokens trained"}[x]
     axes = Axes(title, label, "held-out NLL per answer token", (0.0, max(xs) * 1.05), (min(ys) - pad, max(ys) + pad))
     runs, groups = list(dict.fromkeys(r["run"] for r in rows)), list(dict.fromkeys(r["subset"] for r in rows))
     legend = []
@@ -70,7 +72,7 @@ def plot(rows: list[dict], x: str, title: str) -> Axes:
                 continue
             axes.line([(r[x], r["nll"]) for r in line], colour, dashed=j > 0)
             for r in line:
-                axes.mark("circle", r[x], r["nll"], colour, f"{run}, {subset}: step {r['step']}, {r['hours']:.2f} h, NLL {r['nll']:.4f}")
+                axes.mark("circle", r[x], r["nll"], colour, f"{run}, {subset}: step {r['step']}, {r['hours']:.2f} h, {r['tokens']} tokens, NLL {r['nll']:.4f}")
             note = ", hours spread evenly" if x == "hours" and line[0]["interpolated"] else ""
             legend.append((f"{run}, {subset}{note}" + (" (dashed)" if j else ""), colour, "circle"))
     axes.legend(legend, right=True)
@@ -81,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="NAME=RUN_DIR (a fine-tuning output dir holding finetune.json)")
     parser.add_argument("--out", type=Path, required=True, help="the SVG to write (a CSV of the points beside it)")
-    parser.add_argument("--x", choices=("hours", "step"), default="hours")
+    parser.add_argument("--x", choices=("hours", "step", "tokens"), default="hours")
     parser.add_argument("--title", default="held-out NLL while fine-tuning the embedded model")
     args = parser.parse_args()
     groups, rows = subsets(), []
@@ -89,7 +91,9 @@ def main() -> None:
         record_path = Path(path) / FINETUNE_RECORD if Path(path).is_dir() else Path(path)
         rows += curve_points(name, json.loads(record_path.read_text()), groups)
     write_text_atomic(args.out, plot(rows, args.x, args.title).svg())
-    lines = ["run,subset,step,hours,nll"] + [f"{r['run']},{r['subset']},{r['step']},{r['hours']:.4f},{r['nll']:.4f}" for r in rows]
+    lines = ["run,subset,step,hours,tokens,nll"] + [
+        f"{r['run']},{r['subset']},{r['step']},{r['hours']:.4f},{r['tokens'] if r['tokens'] is not None else ''},{r['nll']:.4f}" for r in rows
+    ]
     write_text_atomic(args.out.with_suffix(".csv"), "\n".join(lines) + "\n")
     print(f"wrote {args.out} and {args.out.with_suffix('.csv')} ({len(rows)} points)")
 

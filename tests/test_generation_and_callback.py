@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from ttt.adapt import adapt_tasks
 from ttt.arc.formats import get_format
@@ -117,3 +118,19 @@ def test_adaptation_diagnostics_reach_the_record_the_results_and_the_table(token
     assert "held-out NLL per token" in table(tmp_path) and "answers parsed into a grid" in table(tmp_path)
     csv_log = (tmp_path / "66e6c45b" / "logs" / "version_0" / "metrics.csv").read_text()
     assert "heldout/ttt_nll" in csv_log.splitlines()[0]
+
+
+def test_answer_token_logprobs_run_the_head_on_answer_positions_only_with_the_same_values(tokenizer):
+    from ttt.data.padding import pad
+    from ttt.inference.generation import answer_token_logprobs
+
+    model = tiny_llama(len(tokenizer))
+    pairs = [([1, 2, 3, 4], [5, 6]), ([7, 8], [9, 10, 11]), ([3], [4])]
+    ids, mask = pad([a + b for a, b in pairs], 0)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits.float()[:, :-1].log_softmax(-1)
+    chosen = full.gather(-1, ids[:, 1:, None]).squeeze(-1)
+    expected = [chosen[i, len(a) - 1 : len(a) - 1 + len(b)].tolist() for i, (a, b) in enumerate(pairs)]
+    got = answer_token_logprobs(model, pairs, 0, batch_size=2)
+    assert [len(g) for g in got] == [2, 3, 1]
+    assert all(g == pytest.approx(e, abs=1e-5) for g, e in zip(got, expected))

@@ -46,6 +46,10 @@ BAD = [
     ("ttt.priority=[translate]", "ttt.priority=['translate']: ['translate'] not in ttt.augmenters"),
     ("finetune.apply_to=[inputs]", "finetune.apply_to=['inputs']: 'inputs' is not one of: both, input, output"),
     ("resume=yes", "resume='yes': choose one of: check, redo, force"),
+    ("ttt.head=format ttt.labels=paper", "ttt.head=format: labels='paper' label chat tokens outside the format's"),
+    ("ttt.logits=some", "ttt.logits='some': choose one of: labelled, all"),
+    ("trainer.host_memory=keep", "trainer.host_memory='keep': choose one of: reuse, system"),
+    ("trainer.compile=sometimes", "trainer.compile='sometimes': must be true or false"),
 ]
 
 
@@ -57,7 +61,7 @@ def test_a_bad_value_is_refused_before_any_task_or_model_loads(override, message
     monkeypatch.setattr(run_module, "load_model", must_not_run)
     monkeypatch.setattr(run_module, "load_tasks", must_not_run)
     with pytest.raises(SettingsError) as refused:
-        run_module.run(config(override, f"paths.output_dir={tmp_path}"))
+        run_module.run(config(*override.split(), f"paths.output_dir={tmp_path}"))
     assert message in str(refused.value)
     assert list(tmp_path.iterdir()) == []  # nothing written
 
@@ -159,3 +163,12 @@ def test_a_setting_added_after_a_record_was_made_reads_as_its_default_there():
         "inference.constrain_shape": (None, False),
         "inference.decoder": ("dfs", None),
     }  # without defaults a missing key reads None, as before
+
+
+def test_compile_auto_is_on_for_long_cpu_runs_and_fine_tuning_only():
+    settings = RunSettings.from_config(config())  # model=135m, trainer=cpu: trainer.compile=null
+    assert settings.trainer.compile is None
+    assert settings.for_tasks(9).trainer.compile is False and settings.for_tasks(10).trainer.compile is True
+    assert RunSettings.from_config(config("trainer=gpu", "trainer.compile=null")).for_tasks(400).trainer.compile is False
+    assert RunSettings.from_config(config("trainer.compile=false")).for_tasks(400).trainer.compile is False
+    assert RunSettings.from_config(config("stage=finetune")).trainer.compile is True

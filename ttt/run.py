@@ -48,6 +48,7 @@ def run(cfg: DictConfig) -> dict | None:
     tasks: list[Task] = []
     if settings.stage == "ttt":
         tasks = select_tasks(settings)
+        settings = settings.for_tasks(len(tasks))  # trainer.compile=null: on for long runs
         resume.check(out_dir, [t.id for t in tasks], settings)
     else:
         resume.check_checkpoint(out_dir, settings)

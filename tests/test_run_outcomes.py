@@ -172,7 +172,7 @@ def test_a_tasks_ttt_seconds_leave_out_the_inference_at_fit_end(tiny_model_dir, 
 def train_py_until(out_dir, model_dir, stop, sig):
     """Start train.py; once `stop(out_dir)` holds, send `sig`; return the finished process."""
     process = subprocess.Popen(
-        [sys.executable, "train.py", *tiny(model_dir, THREE), *SLOW_TASKS, f"hydra.run.dir={out_dir}"],
+        train_py_three(model_dir, out_dir),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         # Ctrl-C as in a terminal, even when the tests run as a background job (SIGINT ignored there)
@@ -192,6 +192,11 @@ THREE = ["00576224", "66e6c45b", "be03b35f"]  # the order a run takes them in (s
 SLOW_TASKS = ["ttt.epochs=40"]
 
 
+def train_py_three(model_dir, run_dir):
+    """The train.py command line of the three-task run, in `run_dir`."""
+    return [sys.executable, "train.py", *tiny(model_dir, THREE), *SLOW_TASKS, f"hydra.run.dir={run_dir}"]
+
+
 def first_task_predicted(out_dir):
     return (Path(out_dir) / THREE[0] / "predictions.json").is_file()
 
@@ -202,7 +207,7 @@ def test_a_killed_run_resumes_to_the_same_outputs_and_sigterm_writes_what_is_fin
     """SIGTERM (a pre-empted job) and SIGINT (Ctrl-C, also in the middle of a Lightning fit) write
     what finished and exit 128 + the signal; SIGKILL loses the task in progress; all resume."""
     clean = subprocess.run(
-        [sys.executable, "train.py", *tiny(tiny_model_dir, THREE), *SLOW_TASKS, f"hydra.run.dir={tmp_path / 'clean'}"],
+        train_py_three(tiny_model_dir, tmp_path / 'clean'),
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert clean.returncode == 0, clean.stderr[-3000:]
@@ -224,7 +229,7 @@ def test_a_killed_run_resumes_to_the_same_outputs_and_sigterm_writes_what_is_fin
         assert code == -signal.SIGKILL
 
     resumed = subprocess.run(
-        [sys.executable, "train.py", *tiny(tiny_model_dir, THREE), *SLOW_TASKS, f"hydra.run.dir={killed}"],
+        train_py_three(tiny_model_dir, killed),
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]

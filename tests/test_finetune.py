@@ -160,7 +160,10 @@ class Killed(BaseException):
 def test_a_killed_run_resumes_mid_epoch_from_its_checkpoint_to_the_same_weights(method, tiny_model_dir, tmp_path, monkeypatch):
     # 8 samples fit: 4 batches per epoch; checkpoints at steps 3 and 6, so the resume is mid-epoch
     # and must skip the 3 batches already trained (replaying them gives other weights).
-    overrides = {"finetune.checkpoint_every_n_steps": 3, "logger": "csv", "finetune.method": method}
+    # Eager steps: compiled ones (trainer.compile, auto-on for CPU fine-tuning) pick kernels by the
+    # shapes a process has seen, so a resumed process's fp32 weights can differ past 1e-6 at lr 1e-2.
+    overrides = {"finetune.checkpoint_every_n_steps": 3, "logger": "csv", "finetune.method": method,
+                 "trainer.compile": False}  # fmt: skip
     if method == "lora":  # and the held-out curve survives the resume
         overrides |= {"finetune.holdout_task_ids": "[6150a2bd]", "finetune.heldout_every_n_steps": 2}
     straight_record = finetune.run_finetune(ft_config(tiny_model_dir, tmp_path / "straight", **overrides))

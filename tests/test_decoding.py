@@ -222,6 +222,29 @@ def test_shape_constrained_dfs_finds_exactly_the_well_formed_answers_above_the_f
     assert refused  # the floor alone keeps malformed answers (here: an end in mid-row after a longer first row)
 
 
+@pytest.mark.parametrize("expected", [(1, 2), (2, 1), (None, 1)])
+def test_an_expected_shape_stops_exactly_the_answers_that_cannot_have_it(tokenizer, model, prompts, expected):
+    """dfs given each view's expected shape: the brute-force answers none of whose unfinished
+    prefixes is hopeless for that shape, with unchanged log-probabilities; and fewer than without."""
+    text_format = get_format("compact")
+    decoder = Decoder(model, tokenizer, text_format, batch_size=3, max_new_tokens=MAX_TOKENS)
+    shapes = [expected] * len(prompts)
+    found = decoder.dfs(prompts, 0.01, 10**6, "absolute", max_branches=10**6, keep_greedy=False, shapes=shapes)
+    stopped = 0
+    for prompt, answers in zip(prompts, found):
+        truth = {}
+        for tokens, path in brute_force(model, tokenizer, prompt).items():
+            if min(path) < math.log(0.01):
+                continue
+            prefixes = [tokenizer.decode(list(tokens[:k]), skip_special_tokens=True) for k in range(1, len(tokens))]
+            if any(text_format.hopeless(text, expected) for text in prefixes):
+                stopped += 1
+            else:
+                truth[tokenizer.decode(list(tokens), skip_special_tokens=True)] = path[-1]
+        assert {a.text: a.logprob for a in answers} == pytest.approx(truth, abs=1e-3)
+    assert stopped  # the shape stopped some answers the floor alone keeps
+
+
 @pytest.mark.parametrize("min_prob", [0.5, 0.2, 0.05])
 def test_the_greedy_answer_is_found_by_dfs_when_it_clears_the_threshold(tokenizer, model, prompts, min_prob):
     decoder = Decoder(model, tokenizer, get_format("compact"), max_new_tokens=MAX_TOKENS)

@@ -119,3 +119,25 @@ def test_no_prefix_of_a_valid_answer_is_hopeless(name, grid, cut):
 )
 def test_hopeless_answers(name, partial):
     assert get_format(name).hopeless(partial)
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+@given(grid=grids(), cut=st.floats(0, 1))
+def test_no_prefix_of_an_answer_of_the_expected_shape_is_hopeless(name, grid, cut):
+    text = get_format(name).output_text(grid)
+    assert not get_format(name).hopeless(text[: int(cut * len(text))], (len(grid), len(grid[0])))
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+@given(grid=grids(max_side=8))
+def test_an_answer_of_another_shape_is_hopeless_before_it_ends(name, grid):
+    """One row more than expected, or rows one cell wider or narrower: hopeless before the end."""
+    text_format = get_format(name)
+    height, width = len(grid), len(grid[0])
+    taller = text_format.output_text(grid + grid[:1])
+    assert text_format.hopeless(taller[: -len(text_format.end_marker) - 1], (height, None))
+    wider = text_format.output_text(tuple(row + row[:1] for row in grid))
+    assert text_format.hopeless(wider[: -len(text_format.end_marker) - 1], (None, width))
+    if width > 1:
+        narrower = text_format.output_text(tuple(row[:-1] for row in grid))
+        assert height == 1 or text_format.hopeless(narrower[: -len(text_format.end_marker) - 1], (None, width))

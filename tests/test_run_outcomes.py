@@ -160,9 +160,9 @@ def test_a_tasks_ttt_seconds_leave_out_the_inference_at_fit_end(tiny_model_dir, 
 
     predict = Predictor.predict
 
-    def slow(self, model, tasks, note=None):
+    def slow(self, model, tasks, *args, **kwargs):
         time.sleep(10)  # far longer than the tiny model's whole TTT
-        return predict(self, model, tasks, note)
+        return predict(self, model, tasks, *args, **kwargs)
 
     monkeypatch.setattr(Predictor, "predict", slow)
     run_in(tmp_path, tiny_model_dir, task_ids=SMALL[:1])

@@ -15,6 +15,7 @@ import logging
 import time
 import warnings
 from collections.abc import Sequence
+from datetime import timedelta
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from ttt import interrupt
 from ttt.arc.task import Task
 from ttt.data.datamodule import TTTDataModule
 from ttt.data.tokenize import SegmentTokenizer
+from ttt.deadline import RunClock
 from ttt.inference.generation import answer_token_logprobs
 from ttt.inference.heldout import heldout_target, measure
 from ttt.model.lora import Adapter, relative_update_norm
@@ -58,6 +60,7 @@ class TaskRecord:
     final_loss: float | None = None  # mean training loss over the last epoch
     adapter: str | None = None  # folder of the saved adapter, relative to the run's output dir
     error: str | None = None
+    cut_short: str | None = None  # why TTT stopped before its last step (run.deadline), if it did
     # What adaptation did (per-task adapters only; see ttt.inference.heldout):
     heldout_target: str | None = None  # test (true test outputs) | demo (no solutions: last demonstration)
     base_nll: float | None = None  # mean NLL per held-out answer token before TTT
@@ -94,8 +97,10 @@ def fit_adapter(
     settings: RunSettings,
     out_dir: Path,
     callbacks: Sequence[pl.Callback] = (),
+    max_seconds: float | None = None,
 ) -> TaskRecord:
-    """Reset, fit on `tasks`' TTT data, save the adapter to `out_dir/name`, return the record."""
+    """Reset, fit on `tasks`' TTT data, save the adapter to `out_dir/name`, return the record;
+    `max_seconds`: the fit stops after the step that passes it (run.deadline)."""
     started = time.perf_counter()
     ttt = settings.ttt
     adapter.reset()
@@ -121,6 +126,7 @@ def fit_adapter(
     save = SaveAdapter(adapter, out_dir / name)
     trainer = pl.Trainer(
         max_epochs=ttt.epochs,
+        max_time=None if max_seconds is None else timedelta(seconds=max_seconds),
         accelerator=settings.trainer.accelerator,
         devices=1,
         precision=settings.trainer.precision,
@@ -134,6 +140,11 @@ def fit_adapter(
         num_sanity_val_steps=0,
     )
     trainer.fit(module, datamodule=datamodule)
+    planned = trainer.estimated_stepping_batches
+    cut_short = (
+        f"deadline: TTT stopped after {trainer.global_step} of {planned} steps ({max_seconds:.0f} s)"
+        if max_seconds is not None and trainer.global_step < planned else None
+    )  # fmt: skip
     after_callbacks = time.perf_counter() - (save.saved_at or time.perf_counter())  # inference, W&B: not TTT
     after = measure(held_out, token_logprobs) if held_out else None
     loss = module.last_epoch_loss()
@@ -153,6 +164,7 @@ def fit_adapter(
         seconds=round(time.perf_counter() - started - after_callbacks, 2),
         final_loss=None if loss is None else round(loss, 6),
         adapter=name,
+        cut_short=cut_short,
         heldout_target=before.target if before else None,
         base_nll=before.nll if before else None,
         ttt_nll=after.nll if after else None,
@@ -170,15 +182,18 @@ def adapt_tasks(
     settings: RunSettings,
     out_dir: str | Path,
     callbacks: Sequence[pl.Callback] = (),
+    clock: RunClock | None = None,
 ) -> list[TaskRecord]:
-    """Adapt every task (`ttt.adapter=per_task`) or one shared adapter (`shared`); resumable."""
+    """Adapt every task (`ttt.adapter=per_task`) or one shared adapter (`shared`); resumable. With a
+    `clock` (run.deadline), each fit has its task's share of the time left, and once the run's time
+    is out the tasks left are not adapted (the run writes their fallback attempts)."""
     out_dir = Path(out_dir)
     units = [(SHARED, list(tasks))] if settings.ttt.adapter == "shared" else [(t.id, [t]) for t in tasks]
 
     records: list[TaskRecord] = []
     counts = {"done": 0, "failed": 0, "skipped": 0}
     bar = tqdm(units, desc="TTT", unit="task", dynamic_ncols=True)
-    for name, unit_tasks in bar:
+    for number, (name, unit_tasks) in enumerate(bar):
         interrupt.check()  # a stop signal whose exception a finalizer swallowed
         previous = read_record(out_dir, name)
         if previous is not None and previous.status == "done":
@@ -186,9 +201,15 @@ def adapt_tasks(
             counts["skipped"] += 1
             bar.set_postfix(counts)
             continue
+        if clock is not None and clock.expired():
+            tqdm.write(f"run.deadline: out of time after {clock.elapsed():.0f} s; {len(units) - number} tasks not adapted")
+            break
+        if clock is not None:
+            clock.begin(len(units) - number)
         started = time.perf_counter()
         try:
-            record = fit_adapter(name, unit_tasks, adapter, tokenizer, settings, out_dir, callbacks)
+            max_seconds = None if clock is None else clock.ttt_seconds()
+            record = fit_adapter(name, unit_tasks, adapter, tokenizer, settings, out_dir, callbacks, max_seconds)
         except Exception as error:  # one bad task (too long, out of memory, bad data) must not stop the run
             log.exception("task %s failed", name)
             seconds, reason = round(time.perf_counter() - started, 2), f"{type(error).__name__}: {error}"
@@ -213,6 +234,8 @@ def summary_line(record: TaskRecord) -> str:
     )
     if record.num_too_long:
         line += f", {record.num_too_long} samples over max_seq_len dropped"
+    if record.cut_short:
+        line += f", {record.cut_short}"
     if record.base_nll is not None and record.ttt_nll is not None:
         line += f", held-out {record.heldout_target} NLL {record.base_nll:.3f} -> {record.ttt_nll:.3f}"
     return line

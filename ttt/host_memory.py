@@ -1,4 +1,5 @@
-"""How this process's C allocator returns freed memory to the operating system (`trainer.host_memory`).
+"""How this process's C allocator returns freed memory to the operating system (`trainer.host_memory`),
+and how much resident memory the process holds (sampled per task in `predictions.json`).
 
 glibc's malloc serves a large block (128 KiB at first, its threshold rising as such blocks are
 freed) from a fresh `mmap` and unmaps it when freed, and it trims the heap's free top back to the
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import platform
+import resource
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +43,17 @@ def configure(mode: str) -> bool:
         return False
     libc = ctypes.CDLL("libc.so.6")
     return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def resident_mib() -> float | None:
+    """This process's resident memory now (Linux's /proc/self/statm), MiB; None where there is none."""
+    try:
+        pages = int(open("/proc/self/statm").read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def peak_resident_mib() -> float:
+    """This process's peak resident memory over its life so far, MiB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

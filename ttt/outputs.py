@@ -51,6 +51,7 @@ METRIC_KEYS = (
     "num_tasks", "num_scored", "score", "vote_score", "score_poe", "score_nvarc", "score_confidence", "all_solved", "oracle", "view_accuracy", "parse_rate",
     "answers_per_view", "base_nll", "ttt_nll", "nll_lowered", "nll_measured", "tasks_solved", "ttt_done", "ttt_failed",
     "not_predicted", "ttt_seconds", "inference_seconds", "ttt_seconds_per_task", "ttt_tokens", "demonstrations_dropped",
+    "cut_short", "peak_rss_mib", "rss_growth_mib",
 )  # fmt: skip
 FINETUNE_METRIC_KEYS = ("first_loss", "last_loss", "tokens_per_s", "global_step", "num_samples")
 

@@ -50,6 +50,11 @@ def task_row(task_id: str, prediction: dict | None, ttt: dict | None, level: str
         "demonstrations_dropped": prediction.get("demonstrations_dropped") if prediction else None,
         **{k: prediction.get(k) if prediction else None
            for k in ("score", "vote_score", "oracle", "view_accuracy", "num_views", "seconds")},
+        # why the task's TTT or inference stopped early (run.deadline); None: neither did
+        "cut_short": "; ".join(c for c in ((ttt or {}).get("cut_short"), (prediction or {}).get("cut_short")) if c) or None,
+        # this process's resident memory after the task, and its peak so far (MiB; ttt.host_memory)
+        "rss_mib": prediction.get("rss_mib") if prediction else None,
+        "peak_rss_mib": prediction.get("peak_rss_mib") if prediction else None,
         "all_solved": None if not prediction or prediction["score"] is None else prediction["score"] == 1.0,
     }  # fmt: skip
 
@@ -79,8 +84,18 @@ def metrics_from_rows(rows: Sequence[dict], levels: Sequence[str] = ()) -> dict:
         "ttt_tokens": sum(r.get("ttt_tokens") or 0 for r in rows),  # every task's TTT samples' tokens (one epoch)
         "inference_seconds": round(sum(r["seconds"] or 0 for r in rows), 1),
         "demonstrations_dropped": sum(r.get("demonstrations_dropped") or 0 for r in rows),  # over max_seq_len
+        "cut_short": sum(bool(r.get("cut_short")) for r in rows),  # tasks run.deadline cut short
+        "peak_rss_mib": max((r.get("peak_rss_mib") or 0 for r in rows), default=0) or None,  # the run's peak resident memory
+        "rss_growth_mib": rss_growth(rows),  # resident memory's rise after the first task: flat is ~0
         "by_level": by_level(rows, levels),  # {level: its scores} for tasks labelled by data.levels ({} without)
     }
+
+
+def rss_growth(rows: Sequence[dict]) -> float | None:
+    """The highest resident memory after any later task, less that after the first (MiB, tasks in
+    run order); None with fewer than two samples."""
+    samples = [r["rss_mib"] for r in rows if r.get("rss_mib") is not None]
+    return round(max(samples[1:]) - samples[0], 1) if len(samples) > 1 else None
 
 
 def scores(rows: Sequence[dict]) -> dict:

@@ -21,6 +21,7 @@ from ttt import host_memory, interrupt, resume
 from ttt.adapt import adapt_tasks
 from ttt.arc.loading import load_tasks
 from ttt.arc.task import Task
+from ttt.deadline import RunClock
 from ttt.finetune import run_finetune
 from ttt.html_report import write_report
 from ttt.interrupt import STOP_SIGNALS, Interrupted, signals_raise
@@ -43,6 +44,7 @@ def run(cfg: DictConfig) -> dict | None:
     """The whole job; returns the run's metrics (TTT diagnostics alone when inference is off; None
     when neither runs) or the fine-tuning record."""
     settings = RunSettings.from_config(cfg)  # SettingsError lists every bad key, before anything runs
+    clock = RunClock.of(settings.run)  # run.deadline: from here, model loading counted
     host_memory.configure(settings.trainer.host_memory)  # before the model's first tensors
     out_dir = Path(settings.paths.output_dir or ".")
     tasks: list[Task] = []
@@ -61,7 +63,7 @@ def run(cfg: DictConfig) -> dict | None:
             if settings.stage == "finetune":
                 metrics = run_finetune(settings, wandb_run)
             else:
-                metrics = run_ttt(settings, tasks, out_dir, wandb_run)
+                metrics = run_ttt(settings, tasks, out_dir, wandb_run, clock)
     except Interrupted as stop:
         if wandb_run is not None:
             wandb_run.finish(exit_code=stop.exit_code)
@@ -88,19 +90,23 @@ def select_tasks(settings: RunSettings) -> list[Task]:
     return loaded.tasks
 
 
-def run_ttt(settings: RunSettings, tasks: list[Task], out_dir: Path, wandb_run: WandbRun | None) -> dict | None:
-    """TTT and inference over the tasks; after SIGTERM or SIGINT, the outputs of those that finished."""
+def run_ttt(
+    settings: RunSettings, tasks: list[Task], out_dir: Path, wandb_run: WandbRun | None, clock: RunClock | None = None
+) -> dict | None:
+    """TTT and inference over the tasks, within `clock`'s deadline; after SIGTERM or SIGINT, the
+    outputs of those that finished."""
     for task in tasks:  # the grids travel with the run directory (the report draws them)
         write_json_atomic(out_dir / task.id / TASK_RECORD, task.to_json())
     try:
-        metrics = _adapt_and_predict(settings, tasks, out_dir, wandb_run)
+        metrics = _adapt_and_predict(settings, tasks, out_dir, wandb_run, clock)
     except Interrupted as stop:
         print(f"{stop}: writing what is finished under {out_dir} and stopping")
         for signum in STOP_SIGNALS:  # a second signal must not cut the writing short
             signal.signal(signum, signal.SIG_IGN)
         _write_finished(settings, tasks, out_dir)
         raise
-    if settings.ttt.enabled and metrics is not None and metrics.get("ttt_done") == 0:
+    if settings.ttt.enabled and metrics is not None and metrics.get("ttt_done") == 0 and metrics.get("ttt_failed"):
+        # (tasks run.deadline left unadapted did not fail)
         raise RunFailed(
             f"TTT failed on all {len(tasks)} tasks (each task's error is in <task>/ttt.json and results.json; "
             f"the scores above are the base model's): {out_dir}"
@@ -109,7 +115,7 @@ def run_ttt(settings: RunSettings, tasks: list[Task], out_dir: Path, wandb_run: 
 
 
 def _adapt_and_predict(
-    settings: RunSettings, tasks: list[Task], out_dir: Path, wandb_run: WandbRun | None
+    settings: RunSettings, tasks: list[Task], out_dir: Path, wandb_run: WandbRun | None, clock: RunClock | None
 ) -> dict | None:
     m = settings.model
     tokenizer, model = load_model(m.name_or_path, m.dtype, m.device, m.attn_implementation, m.quantization, m.adapter)
@@ -118,13 +124,13 @@ def _adapt_and_predict(
     predictor = None
     if settings.inference.enabled:
         text_format = m.text_format()
-        predictor = Predictor(tokenizer, text_format, settings.inference, out_dir, settings.affecting_predictions())
+        predictor = Predictor(tokenizer, text_format, settings.inference, out_dir, settings.affecting_predictions(), clock)
         callbacks.append(AugmentedInference(predictor))
 
     adapter = None
     if settings.ttt.enabled:
         adapter = Adapter(add_lora(model, settings.ttt.lora, settings.seed))
-        records = adapt_tasks(tasks, adapter, tokenizer, settings, out_dir, callbacks)
+        records = adapt_tasks(tasks, adapter, tokenizer, settings, out_dir, callbacks, clock)
         done = sum(r.status == "done" for r in records)
         print(f"TTT: {done}/{len(records)} adapters under {out_dir}")
     else:
@@ -139,18 +145,19 @@ def _adapt_and_predict(
     missing = [t for t in tasks if not (out_dir / t.id / PREDICTIONS).is_file()]
     if missing and adapter is not None:
         by_unit = {r.task_id: r for r in records if r.status == "done"}
-        for task in missing:
+        for number, task in enumerate(missing):
             record = by_unit.get(task.id) or by_unit.get(SHARED)
             if record is not None:
                 adapter.load(out_dir / record.adapter)
-                predictor.predict(adapter.model, [task], note="its adapter, saved by an earlier launch")
+                left = len(missing) - number
+                predictor.predict(adapter.model, [task], note="its adapter, saved by an earlier launch", tasks_left=left)
         adapter.reset()
         missing = [t for t in missing if not (out_dir / t.id / PREDICTIONS).is_file()]
     if missing and adapter is not None:
         with adapter.model.disable_adapter():
-            predictor.predict(adapter.model, missing, note="base model: no adapter")
+            predictor.predict(adapter.model, missing, note="base model: no adapter", tasks_left=len(missing))
     elif missing:
-        predictor.predict(model, missing, note="base model: no adapter")
+        predictor.predict(model, missing, note="base model: no adapter", tasks_left=len(missing))
 
     metrics = summarize(tasks, out_dir, settings.data.level_of())
     if wandb_run is not None:

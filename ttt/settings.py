@@ -33,6 +33,7 @@ from ttt.data.finetune_tasks import SIDES, FinetuneDataConfig
 from ttt.data.rearc import GENERATORS, RearcSettings
 from ttt.data.synthetic_tasks import UNAUGMENTED, TTTDataConfig
 from ttt.data.tokenize import LABEL_RULES, LOSS_MODES
+from ttt.deadline import RunTimeSettings
 from ttt.host_memory import MODES as HOST_MEMORY_MODES
 from ttt.inference.predict import InferenceSettings
 from ttt.knobs import MIN_SEQ_LEN, Choices, SettingsError, build, flatten, knob
@@ -311,6 +312,7 @@ class RunSettings:
     seed: int = 0
     objective: str | None = knob(None, choices=METRIC_KEYS + FINETUNE_METRIC_KEYS)  # returned to a sweeper
     resume: str = knob("check", choices=("check", "redo", "force"))
+    run: RunTimeSettings = RunTimeSettings()  # run.deadline: the whole run's wall-clock bound (ttt.deadline)
     data: DataSettings = DataSettings()
     model: ModelSettings = ModelSettings()
     ttt: TTTSettings = TTTSettings()
@@ -322,6 +324,8 @@ class RunSettings:
 
     def problems(self) -> list[str]:
         problems = []
+        if self.stage == "finetune" and self.run.deadline is not None:
+            problems.append(f"run.deadline={self.run.deadline!r}: bounds TTT runs (stage=ttt); fine-tuning stops at finetune.max_steps")
         if self.stage == "finetune" and self.model.quantization:
             problems.append(f"model.quantization={self.model.quantization!r}: the fine-tuning stage trains unquantized weights")
         if self.model.adapter and self.model.quantization:

@@ -87,9 +87,11 @@ class TextFormat(ABC):
         """An output grid as the model should write it, end marker included."""
         return self.grid_text(grid) + self.end_marker
 
-    def hopeless(self, partial: str) -> bool:
+    def hopeless(self, partial: str, expected: tuple[int | None, int | None] | None = None) -> bool:
         """Whether an unfinished answer can no longer parse: its complete rows are ragged, too
-        large or hold bad characters, or the row being written is already too wide.
+        large or hold bad characters, or the row being written is already too wide. With an
+        `expected` (height, width) (`ttt.inference.expected_shape`; a side may be None), also
+        whether it can no longer have that shape: a row of another width, or a row past the last.
 
         An answer that would parse is never called hopeless (short of one padded with more than
         30 blank lines, which a model writing only newlines produces and no grid needs).
@@ -98,15 +100,21 @@ class TextFormat(ABC):
             return False
         if partial.count("\n") > 2 * MAX_SIDE:
             return True
+        height, width = expected or (None, None)
         last_row = partial[partial.rfind("\n") + 1 :]
-        width = MAX_SIDE
+        cells = sum(ch.isdigit() for ch in last_row)
         complete = partial[: partial.rfind("\n")].strip() if "\n" in partial else ""
         if complete:
             parsed = self.parse(self._close(complete))
             if not parsed.ok:
                 return True
+            rows = len(parsed.grid)
+            if width is not None and len(parsed.grid[0]) != width:
+                return True
+            if height is not None and (rows > height or (rows == height and cells)):
+                return True
             width = len(parsed.grid[0])
-        return sum(ch.isdigit() for ch in last_row) > width
+        return cells > (width or MAX_SIDE)
 
     def _close(self, complete_rows: str) -> str:
         """Complete rows of an unfinished answer as a parseable grid text (see `hopeless`)."""

@@ -79,17 +79,32 @@ def loss_spans(segments: Sequence[Segment], loss: LossMode, labels: str = "outpu
 
 
 class SegmentTokenizer:
-    """Tokenizes segments (no special tokens added), caching texts that repeat across samples."""
+    """Tokenizes segments (no special tokens added), caching texts that repeat across samples.
 
-    def __init__(self, tokenizer: Any):
+    The cache holds at most `max_texts` texts, the oldest dropped first, so a tokenizer that lives
+    for a whole run (the predictor's, over hundreds of tasks) stays bounded; `forget` empties it.
+    """
+
+    def __init__(self, tokenizer: Any, max_texts: int = 20_000):
         self.tokenizer = tokenizer
+        self.max_texts = max_texts
         self._cache: dict[str, list[int]] = {}
         self._offset_cache: dict[str, list[tuple[int, int]]] = {}
 
     def ids(self, text: str) -> list[int]:
         if text not in self._cache:
-            self._cache[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            self._remember(self._cache, text, self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return self._cache[text]
+
+    def forget(self) -> None:
+        """Empty the caches (the predictor does between tasks: texts repeat within a task, not across)."""
+        self._cache.clear()
+        self._offset_cache.clear()
+
+    def _remember(self, cache: dict, text: str, value: Any) -> None:
+        if len(cache) >= self.max_texts:
+            del cache[next(iter(cache))]  # dicts keep insertion order: the oldest text
+        cache[text] = value
 
     def ids_and_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Ids of `text` and each token's character span (a fast tokenizer's offset mapping), from
@@ -98,9 +113,10 @@ class SegmentTokenizer:
             if not getattr(self.tokenizer, "is_fast", False):
                 raise ValueError("labels that cover part of a tokenized text need a fast tokenizer's offsets")
             out = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-            self._cache.setdefault(text, out["input_ids"])
-            self._offset_cache[text] = [tuple(o) for o in out["offset_mapping"]]
-        return self._cache[text], self._offset_cache[text]
+            if text not in self._cache:
+                self._remember(self._cache, text, out["input_ids"])
+            self._remember(self._offset_cache, text, [tuple(o) for o in out["offset_mapping"]])
+        return self.ids(text), self._offset_cache[text]
 
     def encode(self, segments: Sequence[Segment], loss: LossMode = "demonstrations", labels: str = "outputs") -> Encoded:
         """Ids of all segments in order (a group's segments tokenized together); a token is

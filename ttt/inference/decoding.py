@@ -23,7 +23,8 @@ step every live branch of every view is one row of a single batch:
   floor, not by the order of expansion. The width is bounded: `absolute` keeps at most 1 / min_prob live branches per view
   (disjoint prefixes of probability >= min_prob each); for all three at most `max_branches` per
   view are kept, the most probable (and the greedy one). A branch is dropped as soon as its
-  partial answer can no longer parse (`TextFormat.hopeless`) or passes `max_new_tokens`; at most
+  partial answer can no longer parse (`TextFormat.hopeless`; given its view's expected shape,
+  `inference.expected_shape=stop`, as soon as it can no longer have it) or passes `max_new_tokens`; at most
   `max_answers` answers per view are returned, the greedy one and then the most probable.
 
 With `constrain_shape` (`ttt.inference.answer_shape`), tokens that would break the grid's shape
@@ -43,6 +44,7 @@ floor.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +57,8 @@ from ttt.inference.answer_head import AnswerHead
 from ttt.inference.answer_shape import Shape, ShapeGuard
 from ttt.inference.generation import Generated, largest_answer_tokens
 from ttt.inference.kv_cache import PromptCache, repeat, stack
+
+Expected = tuple[int | None, int | None] | None  # an answer's (height, width) where known
 
 DECODERS = ("greedy", "dfs", "generate")  # inference.decoder; generate: transformers' generate (the old path)
 THRESHOLDS = ("absolute", "per_token", "relative")  # inference.dfs_threshold: what dfs_min_prob bounds
@@ -114,11 +118,19 @@ class Decoder:
             if constrain_shape else None
         )  # fmt: skip
         self.prompts = PromptCache(model)
+        self._shapes: list[Expected] = []  # per prompt of the current decode: its answer's expected shape
+        self.cut_views = 0  # views of the last decode that its `until` cut short
 
     @torch.inference_mode()
-    def greedy(self, prompts: Sequence[Sequence[int]]) -> list[Generated]:
-        """One answer per prompt: the most probable token at every step."""
-        return [answers[0] for answers in self._decode(prompts, Floor("greedy"), max_answers=1, max_branches=1)]
+    def greedy(
+        self, prompts: Sequence[Sequence[int]], shapes: Sequence[Expected] | None = None, until: float | None = None
+    ) -> list[Generated | None]:
+        """One answer per prompt: the most probable token at every step. `shapes`: per prompt, the
+        (height, width) its answer must have (`ttt.inference.expected_shape`), or None: any.
+        `until`: a `time.monotonic()` past which decoding stops (run.deadline); a prompt it cut
+        before its answer ended has None (`cut_views` counts them)."""
+        found = self._decode(prompts, Floor("greedy"), max_answers=1, max_branches=1, shapes=shapes, until=until)
+        return [answers[0] if answers else None for answers in found]
 
     @torch.inference_mode()
     def dfs(
@@ -129,9 +141,12 @@ class Decoder:
         threshold: str = "absolute",
         max_branches: int = 32,
         keep_greedy: bool = True,
+        shapes: Sequence[Expected] | None = None,
+        until: float | None = None,
     ) -> list[list[Generated]]:
         """Per prompt, every answer above the `threshold` floor set by `min_prob` (at most
-        `max_answers`, most probable first) and, with `keep_greedy`, its greedy answer."""
+        `max_answers`, most probable first) and, with `keep_greedy`, its greedy answer; `shapes`
+        and `until` as for `greedy` (a prompt cut short keeps the answers that had ended)."""
         if not 0 < min_prob <= 1:
             raise ValueError(f"inference.dfs_min_prob={min_prob}: must be in (0, 1]")
         if threshold not in THRESHOLDS:
@@ -139,20 +154,27 @@ class Decoder:
         if threshold == "relative" and not keep_greedy:
             raise ValueError("dfs_threshold='relative' follows the greedy branch: keep_greedy must be true")
         floor = Floor(threshold, math.log(min_prob))
-        return self._decode(prompts, floor, max_answers, max_branches, keep_greedy)
+        return self._decode(prompts, floor, max_answers, max_branches, keep_greedy, shapes, until)
 
     def _decode(
-        self, prompts, floor: Floor, max_answers: int, max_branches: int, keep_greedy: bool = True
+        self, prompts, floor: Floor, max_answers: int, max_branches: int, keep_greedy: bool = True, shapes=None,
+        until: float | None = None,
     ) -> list[list[Generated]]:
         self.model.eval()
         found: list[list[Branch]] = [[] for _ in prompts]
+        self._shapes = list(shapes) if shapes is not None else [None] * len(prompts)  # read by _hopeless
+        self.cut_views = 0
         for start in range(0, len(prompts), self.batch_size):
             chunk = range(start, min(start + self.batch_size, len(prompts)))
-            self._search(prompts, chunk, floor, max_branches, keep_greedy, found)
+            if until is not None and time.monotonic() >= until:
+                self.cut_views += len(chunk)
+                continue
+            self._search(prompts, chunk, floor, max_branches, keep_greedy, found, until)
         return [[self._generated(b) for b in _best(branches, max_answers)] for branches in found]
 
-    def _search(self, prompts, views: range, floor: Floor, max_branches: int, keep_greedy: bool, found) -> None:
-        """Expand the branches of `views` level by level, appending answers to `found`."""
+    def _search(self, prompts, views: range, floor: Floor, max_branches: int, keep_greedy: bool, found, until) -> None:
+        """Expand the branches of `views` level by level, appending answers to `found`; past
+        `until`, the views with a live branch are cut short (counted in `cut_views`)."""
         encoded = self.prompts.encode([prompts[v] for v in views], self.batch_size)
         cache, mask = stack(encoded)
         lengths = torch.tensor([e.length for e in encoded])
@@ -162,6 +184,9 @@ class Decoder:
         rows = list(range(len(branches)))  # each branch's prompt row in `lengths`
         greedy_logprob = {v: 0.0 for v in views}  # the greedy branch's, at the current length
         for step in range(self.max_new_tokens):
+            if until is not None and time.monotonic() >= until:
+                self.cut_views += len({b.view for b in branches})
+                return
             logprobs = self.head.logprobs(hidden).cpu()
             if self.guard:  # tokens that would break the grid's shape are never taken
                 logprobs = logprobs.masked_fill(~self.guard.allowed([b.shape for b in branches]), -math.inf)
@@ -202,13 +227,20 @@ class Decoder:
         )  # fmt: skip
         if self.head.stops[index] or self.format.end_marker in child.text:
             found[child.view].append(child)
-        elif (not self.guard and self.format.hopeless(child.text)) or step + 1 == self.max_new_tokens:
-            # (a guarded answer is never hopeless: the guard refused every token that would make it so)
+        elif self._hopeless(child) or step + 1 == self.max_new_tokens:
             if greedy:  # an answer that cannot parse, or unfinished, as generate returned it
                 found[child.view].append(child)
         else:
             return [(child, row)]
         return []
+
+    def _hopeless(self, branch: Branch) -> bool:
+        """Whether the partial answer can no longer parse, or no longer have its view's expected
+        shape. (A guarded answer always parses: the guard refused every token that would not.)"""
+        expected = self._shapes[branch.view]
+        if self.guard and expected is None:
+            return False
+        return self.format.hopeless(branch.text, expected)
 
     @staticmethod
     def _children(logprobs: torch.Tensor, so_far: float, floor: float) -> list[int]:

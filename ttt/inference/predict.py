@@ -31,7 +31,8 @@ from ttt.arc.task import Task
 from ttt.arc.transforms import DIHEDRAL_NAMES
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.answer_head import NORMALISATIONS
-from ttt.inference.decoding import DECODERS, THRESHOLDS
+from ttt.inference.decoding import DECODERS, THRESHOLDS, Expected
+from ttt.inference.expected_shape import EXPECTED_SHAPE_MODES, expected_shape
 from ttt.inference.generation import Generated
 from ttt.inference.inference_weights import INFERENCE_DTYPES
 from ttt.inference.views import PAPER_TRANSFORMS, View, make_paper_views, make_views
@@ -78,6 +79,7 @@ class InferenceSettings:
     max_new_tokens: int | None = knob(None, ge=1)  # None: the largest possible answer's tokens
     restrict_alphabet: bool = True
     constrain_shape: bool = False  # greedy/dfs only take tokens that keep the answer a well-formed grid
+    expected_shape: str = knob("any", choices=EXPECTED_SHAPE_MODES)  # stop: an answer ends once it can't have the demonstrations' shape
     max_seq_len: int = knob(8192, ge=MIN_SEQ_LEN)  # a longer prompt drops its last demonstration
     seed: int = 0
 
@@ -87,6 +89,8 @@ class InferenceSettings:
             problems.append("dfs_threshold='relative' follows each view's greedy answer: needs dfs_keep_greedy=true")
         if self.constrain_shape and self.decoder == "generate":
             problems.append("constrain_shape=true is a mask of the greedy and dfs decoders: decoder=generate needs constrain_shape=false")
+        if self.expected_shape != "any" and self.decoder == "generate":
+            problems.append(f"expected_shape={self.expected_shape!r} stops answers in the greedy and dfs decoders: decoder=generate needs expected_shape=any")
         return problems
 
 
@@ -97,6 +101,7 @@ class PromptedView:
     view: View
     test_index: int
     prompt: list[int]
+    shape: Expected = None  # the answer's (height, width) in the view's orientation, where known (expected_shape=stop)
 
 
 Answer = Callable[[Sequence[PromptedView]], list[list[Generated]]]  # each view's answers
@@ -182,6 +187,10 @@ def predict_task(
             fitted.test_index = test_index
             dropped["demonstrations"] += len(view.order) - len(fitted.view.order)
             prompted.append(fitted)
+    if settings.expected_shape == "stop":
+        for p in prompted:
+            demonstrations = [e.map(p.view.transform) for e in task.train]
+            p.shape = expected_shape(demonstrations, p.view.test_input(task.test[p.test_index].input))
     answers = answer(prompted) if prompted else []
 
     tests = []

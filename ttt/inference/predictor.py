@@ -17,10 +17,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ttt import interrupt
+from ttt import host_memory, interrupt
 from ttt.arc.formats import TextFormat
 from ttt.arc.task import Task
 from ttt.data.tokenize import SegmentTokenizer
+from ttt.deadline import RunClock
 from ttt.inference.decoding import Decoder
 from ttt.inference.generation import Generator, answer_logprobs, answer_token_logprobs
 from ttt.inference.heldout import heldout_target, measure
@@ -39,22 +40,42 @@ class Predictor:
         settings: InferenceSettings,
         out_dir: str | Path,
         stamp: dict[str, Any] | None = None,
+        clock: RunClock | None = None,
     ):
         self.tokenizer, self.format, self.settings = tokenizer, text_format, settings
         self.out_dir = Path(out_dir)
         self.stamp = stamp  # the settings the predictions depend on (RunSettings.affecting_predictions)
         self.encoder = SegmentTokenizer(tokenizer)
+        self.clock = clock  # run.deadline: decoding stops when the task's share of the time is spent
+        self._decoder: Decoder | None = None
+        self._until: float | None = None  # the current task's decoding stops at this time.monotonic()
 
-    def predict(self, model: Any, tasks: Sequence[Task], note: str | None = None) -> list[dict]:
-        """Predict, write and return each task's result."""
+    def predict(
+        self, model: Any, tasks: Sequence[Task], note: str | None = None, tasks_left: int | None = None
+    ) -> list[dict]:
+        """Predict, write and return each task's result. `tasks_left`: the run's tasks left,
+        `tasks`' first counted, when each task's share of the time left (run.deadline) starts here;
+        None when TTT's loop started it (the callback)."""
         s = self.settings
         results = []
         with inference_weights(model, s.merge_lora, s.dtype) as fast:
             answer, score, forget = self._decoding(fast)
-            for task in tasks:
+            for number, task in enumerate(tasks):
                 interrupt.check()  # a stop signal whose exception a finalizer swallowed
-                result = predict_task(task, answer, self.encoder, self.format, s, score)
+                clock, cut_short = self.clock, None
+                if clock is not None and tasks_left is not None:
+                    clock.begin(tasks_left - number, adapting=False)
+                if clock is not None and clock.expired():  # the fallback attempts, nothing decoded
+                    result = predict_task(task, lambda prompted: [[] for _ in prompted], self.encoder, self.format, s)
+                    cut_short = f"deadline: not predicted (out of time after {clock.elapsed():.0f} s)"
+                else:
+                    self._until = None if clock is None else clock.until
+                    result = predict_task(task, answer, self.encoder, self.format, s, score)
+                    cut = self._decoder.cut_views if self._decoder is not None else 0
+                    if cut:
+                        cut_short = f"deadline: {cut} of {result['num_views']} views cut short"
                 forget()
+                result["cut_short"] = cut_short
                 held_out = measure(
                     heldout_target(task, self.format, self.encoder, s.max_seq_len),
                     lambda pairs: answer_token_logprobs(model, pairs, self.tokenizer.pad_token_id, s.batch_size),
@@ -63,6 +84,9 @@ class Predictor:
                 if note:
                     result["note"] = note
                 result["settings"] = self.stamp
+                self.encoder.forget()  # texts repeat within a task's views, not across tasks
+                result["rss_mib"] = host_memory.resident_mib()  # after the task: flat over a long run
+                result["peak_rss_mib"] = host_memory.peak_resident_mib()
                 write_json_atomic(self.out_dir / task.id / PREDICTIONS, result)
                 tqdm.write(prediction_line(result))
                 results.append(result)
@@ -78,17 +102,20 @@ class Predictor:
                 lambda pairs: answer_logprobs(model, pairs, self.tokenizer.pad_token_id, s.batch_size),
                 lambda: None,
             )
-        decoder = Decoder(
+        decoder = self._decoder = Decoder(
             model, self.tokenizer, self.format, s.batch_size, s.max_new_tokens, s.restrict_alphabet, s.normalise,
             s.constrain_shape,
         )
         if s.decoder == "dfs":
             answer = lambda prompted: decoder.dfs(  # noqa: E731
                 [p.prompt for p in prompted], s.dfs_min_prob, s.dfs_max_answers, s.dfs_threshold, s.dfs_max_branches,
-                s.dfs_keep_greedy,
+                s.dfs_keep_greedy, [p.shape for p in prompted], self._until,
             )
         else:
-            answer = lambda prompted: [[g] for g in decoder.greedy([p.prompt for p in prompted])]  # noqa: E731
+            answer = lambda prompted: [  # noqa: E731
+                [g] if g is not None else []
+                for g in decoder.greedy([p.prompt for p in prompted], [p.shape for p in prompted], self._until)
+            ]
         return answer, decoder.score, decoder.forget
 
 
@@ -100,6 +127,8 @@ def prediction_line(result: dict) -> str:
         text += f", {result['demonstrations_dropped']} demonstrations left out of prompts over max_seq_len"
     if result.get("heldout"):
         text += f", held-out {result['heldout']['target']} NLL {result['heldout']['nll']:.3f}"
+    if result.get("cut_short"):
+        text += f", {result['cut_short']}"
     if result["score"] is not None:
         text += f", score {result['score']:.2f}, right answer among candidates {result['oracle']:.2f}"
     return text

@@ -1,0 +1,83 @@
+"""A deadline for a whole run (run.deadline, ttt.deadline): the clock's arithmetic, and whole runs
+of the tiny random Llama and of the embedded model that end in time with a complete submission."""
+
+import json
+import time
+
+import pytest
+
+from ttt.deadline import RESERVE_MAX_S, RunClock, parse_duration
+
+from test_run_outcomes import THREE, read, run_in
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("11h30m", 41400), ("45m", 2700), ("90s", 90), ("1.5h", 5400), ("2m30s", 150), (120, 120)]
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "1d", "h", "10 minutes"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_each_task_gets_its_share_of_the_time_left_and_ttt_its_part():
+    start = time.monotonic()
+    clock = RunClock(1000, ttt_share=0.6, started=start)
+    usable = 1000 - min(RESERVE_MAX_S, 0.02 * 1000)  # 20 s kept for the run's outputs
+    clock.begin(tasks_left=4)
+    assert clock.until - clock.task_started == pytest.approx((usable - (clock.task_started - start)) / 4, abs=0.01)
+    assert clock.ttt_until - clock.task_started == pytest.approx(0.6 * (clock.until - clock.task_started), abs=0.01)
+    clock.begin(tasks_left=4, adapting=False)  # no TTT: inference has the whole share
+    assert clock.ttt_seconds() == 0 and not clock.past() and not clock.expired()
+    assert RunClock(10, started=start - 20).expired()
+
+
+def test_a_run_past_its_deadline_ends_in_time_with_every_task_in_the_submission(tiny_model_dir, tmp_path):
+    """~20 s of TTT a task (400 epochs), three tasks, a 6 s deadline: each task's TTT is cut to its
+    share of the time left; every task has two attempts per test and says why it was cut."""
+    started = time.monotonic()
+    metrics = run_in(tmp_path, tiny_model_dir, "run.deadline=6s", "ttt.epochs=400", task_ids=THREE)
+    assert time.monotonic() - started < 40  # unbounded: over a minute
+    submission = read(tmp_path / "submission.json")
+    assert sorted(submission) == THREE and all(len(test) == 2 for t in submission.values() for test in t)
+    rows = {r["task_id"]: r for r in read(tmp_path / "results.json")}
+    assert all(rows[t]["cut_short"].startswith("deadline: TTT stopped after") for t in THREE)
+    assert all(rows[t]["ttt_status"] == "done" and rows[t]["predicted"] for t in THREE)
+    assert metrics["cut_short"] == 3 and read(tmp_path / "run.json")["status"] == "finished"
+    assert rows[THREE[0]]["rss_mib"] > 0 and metrics["peak_rss_mib"] >= rows[THREE[0]]["rss_mib"]
+
+
+def test_tasks_reached_after_the_deadline_get_the_fallback_attempts(tiny_model_dir, tmp_path):
+    """Out of time before the first task: nothing is adapted or decoded, and the submission still
+    holds every task (its test input, the fallback), each row saying it was not predicted."""
+    metrics = run_in(tmp_path, tiny_model_dir, "run.deadline=0.01s", task_ids=THREE)
+    submission = read(tmp_path / "submission.json")
+    assert sorted(submission) == THREE
+    rows = {r["task_id"]: r for r in read(tmp_path / "results.json")}
+    assert all("not predicted" in rows[t]["cut_short"] and rows[t]["ttt_status"] is None for t in THREE)
+    task = read(tmp_path / THREE[0] / "task.json")
+    assert submission[THREE[0]][0]["attempt_1"] == task["test"][0]["input"]
+    assert metrics["cut_short"] == 3
+
+
+def test_without_a_deadline_nothing_is_cut(tiny_model_dir, tmp_path):
+    metrics = run_in(tmp_path, tiny_model_dir, task_ids=THREE[:2])
+    assert metrics["cut_short"] == 0
+    assert all(r["cut_short"] is None for r in read(tmp_path / "results.json"))
+
+
+@pytest.mark.slow
+def test_the_embedded_model_run_with_a_short_deadline_ends_in_time(train_py, tmp_path):
+    """The default recipe (~5 min of TTT a task here) on two small tasks with 2 minutes in all."""
+    started = time.monotonic()
+    result = train_py("data.task_ids=[00576224,66e6c45b]", "run.deadline=2m", "trainer.progress_bar=false",
+                      f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert time.monotonic() - started < 2 * 60 + 45  # the interpreter's start and imports come before the clock
+    assert sorted(json.loads((tmp_path / "submission.json").read_text())) == ["00576224", "66e6c45b"]
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert all(r["cut_short"] for r in rows)

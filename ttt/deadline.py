@@ -1,0 +1,85 @@
+"""A deadline for a whole run (`run.deadline=11h30m`): each task's share of the time left.
+
+The clock starts when the run does (model loading counts). Before each task it divides the time
+left, less a reserve for writing the run's outputs, by the tasks left: a task that finishes early
+leaves its time to the ones after it, and one that is slow is cut to its share. Within a task's
+share, TTT may use `run.ttt_share` (Lightning's `max_time` stops its fit after the step that
+passes it); inference uses the rest, and stops decoding when the share is spent, keeping the
+answers of the views it finished. A task reached after the time is out is not adapted or decoded:
+its attempts are the fallback (its test input), so `submission.json` still holds every task; each
+task cut short says so and why in `results.json` (`cut_short`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from ttt.knobs import knob
+
+DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d*)?)h)?(?:(?P<m>\d+(?:\.\d*)?)m)?(?:(?P<s>\d+(?:\.\d*)?)s?)?")
+RESERVE_SHARE, RESERVE_MAX_S = 0.02, 60.0  # kept back for the run's summary, report and submission
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds in `11h30m`, `45m`, `90s`, `1.5h` or a plain number of seconds."""
+    match = DURATION.fullmatch(str(text).strip())
+    if not str(text).strip() or match is None:
+        raise ValueError(f"{text!r} is not a duration like 11h30m, 45m, 90s or a number of seconds")
+    parts = match.groupdict(default="0")
+    return float(parts["h"]) * 3600 + float(parts["m"]) * 60 + float(parts["s"])
+
+
+@dataclass(frozen=True)
+class RunTimeSettings:
+    """The whole run's wall-clock bound (configs/train.yaml `run:`)."""
+
+    deadline: str | None = None  # e.g. 11h30m; None: no bound
+    ttt_share: float = knob(0.6, gt=0, lt=1)  # of a task's share of the time left, what TTT may use
+
+    def problems(self) -> list[str]:
+        if self.deadline is None:
+            return []
+        try:
+            seconds = parse_duration(self.deadline)
+        except ValueError as error:
+            return [f"deadline={self.deadline!r}: {error}"]
+        return [] if seconds > 0 else [f"deadline={self.deadline!r}: must be longer than 0 s"]
+
+
+class RunClock:
+    """The run's time left, and the current task's: when its TTT and its inference must stop."""
+
+    def __init__(self, seconds: float, ttt_share: float = 0.6, started: float | None = None):
+        self.seconds, self.ttt_share = seconds, ttt_share
+        self.started = time.monotonic() if started is None else started
+        self.end = self.started + seconds - min(RESERVE_MAX_S, RESERVE_SHARE * seconds)
+        self.task_started = self.ttt_until = self.until = self.started
+
+    @classmethod
+    def of(cls, settings: RunTimeSettings) -> RunClock | None:
+        return None if settings.deadline is None else cls(parse_duration(settings.deadline), settings.ttt_share)
+
+    def begin(self, tasks_left: int, adapting: bool = True) -> None:
+        """A task starts, `tasks_left` of them counting it: its share of the time left (without
+        adaptation, inference has all of it)."""
+        now = time.monotonic()
+        share = max(self.end - now, 0.0) / max(tasks_left, 1)
+        self.task_started, self.until = now, now + share
+        self.ttt_until = now + share * self.ttt_share if adapting else now
+
+    def expired(self) -> bool:
+        """Whether the run's time (less the reserve) is out."""
+        return time.monotonic() >= self.end
+
+    def ttt_seconds(self) -> float:
+        """What the current task's TTT may still use."""
+        return max(self.ttt_until - time.monotonic(), 0.0)
+
+    def past(self) -> bool:
+        """Whether the current task's share is spent."""
+        return time.monotonic() >= self.until
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started

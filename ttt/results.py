@@ -86,16 +86,20 @@ def metrics_from_rows(rows: Sequence[dict], levels: Sequence[str] = ()) -> dict:
         "demonstrations_dropped": sum(r.get("demonstrations_dropped") or 0 for r in rows),  # over max_seq_len
         "cut_short": sum(bool(r.get("cut_short")) for r in rows),  # tasks run.deadline cut short
         "peak_rss_mib": max((r.get("peak_rss_mib") or 0 for r in rows), default=0) or None,  # the run's peak resident memory
-        "rss_growth_mib": rss_growth(rows),  # resident memory's rise after the first task: flat is ~0
+        "rss_growth_mib": rss_growth(rows),  # resident memory's creep over the run's second half: flat is ~0
         "by_level": by_level(rows, levels),  # {level: its scores} for tasks labelled by data.levels ({} without)
     }
 
 
 def rss_growth(rows: Sequence[dict]) -> float | None:
-    """The highest resident memory after any later task, less that after the first (MiB, tasks in
-    run order); None with fewer than two samples."""
+    """How much resident memory crept up over the second half of the run: the last task's less the
+    highest after any task of the first half (MiB, tasks in run order). A larger task raises the
+    resident memory once (the allocator keeps what it freed); a leak keeps raising it. None with
+    fewer than two samples."""
     samples = [r["rss_mib"] for r in rows if r.get("rss_mib") is not None]
-    return round(max(samples[1:]) - samples[0], 1) if len(samples) > 1 else None
+    if len(samples) < 2:
+        return None
+    return round(samples[-1] - max(samples[: len(samples) // 2]), 1)
 
 
 def scores(rows: Sequence[dict]) -> dict:

@@ -143,7 +143,7 @@ def test_merge_names_unfinished_shards_missing_tasks_and_other_settings(tmp_path
 def test_the_adapter_is_saved_before_inference_so_an_inference_error_keeps_it(tiny_model_dir, tmp_path, monkeypatch):
     from ttt.inference.predictor import Predictor
 
-    def broken(self, model, tasks, note=None):
+    def broken(self, model, tasks, *args, **kwargs):
         assert (tmp_path / SMALL[0] / "adapter_model.safetensors").is_file()  # already saved
         raise RuntimeError("inference broke")
 

@@ -27,9 +27,10 @@ from ttt.arc.formats import CompactFormat
 from ttt.arc.task import Example
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.decoding import Decoder
-from ttt.inference.generation import Generator, HopelessAnswers, answer_logprobs
+from ttt.inference.generation import Generator, HopelessAnswers
+from ttt.model.teacher_forcing import answer_logprobs
 from ttt.data.padding import pad
-from ttt.model.loading import DTYPES
+from ttt.model.precision import DTYPES
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: only to try the script (--shapes tiny)
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate

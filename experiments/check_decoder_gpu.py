@@ -19,7 +19,8 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from ttt.arc.formats import CompactFormat
 from ttt.inference.answer_head import AnswerHead
 from ttt.inference.decoding import Decoder
-from ttt.inference.generation import Generator, answer_token_logprobs
+from ttt.inference.generation import Generator
+from ttt.model.teacher_forcing import answer_token_logprobs
 from ttt.inference.inference_weights import inference_weights
 from ttt.model.lora import LoraSettings, add_lora
 

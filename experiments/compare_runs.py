@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from ttt.inference.predict import SELECTIONS as RULES
+from ttt.selection_rules import SELECTIONS as RULES, score_key
 
 
 def cell(value, spec=".2f") -> str:
@@ -92,7 +92,7 @@ def main(args: list[str]) -> None:
 
 def solved_by(rows, rule: str) -> str:
     """How many tasks, and which, the attempts of one selection rule solve."""
-    key = "vote_score" if rule == "vote" else f"score_{rule}"
+    key = score_key(rule)
     scored = [r for r in rows if r.get(key) is not None]
     solved = [r["task_id"] for r in scored if r[key]]
     return f"{sum(r[key] for r in scored):g}/{len(scored)} {' '.join(solved)}".strip() if scored else "-"

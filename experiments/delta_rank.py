@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from ttt.model.delta_lora import lora_from_delta
 from ttt.model.loading import load_model
-from ttt.model.ship_adapter import heldout_nll, training_tasks_by_id
+from ttt.ship_adapter import heldout_nll, training_tasks_by_id
 from ttt.outputs import FINETUNE_MODEL_DIR, FINETUNE_RECORD, RUN_RECORD, read_json, write_json_atomic
 
 

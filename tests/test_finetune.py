@@ -255,10 +255,10 @@ def test_lora_finetuning_measures_held_out_tasks_and_ships_an_adapter_that_merge
     tiny_model_dir, tmp_path, tokenizer, monkeypatch
 ):
     import ttt.model.loading
-    import ttt.model.ship_adapter
+    import ttt.ship_adapter
 
     shipped = tmp_path / "shipped"  # instead of ttt/model/adapters/
-    monkeypatch.setattr(ttt.model.ship_adapter, "SHIPPED_ADAPTERS", shipped)
+    monkeypatch.setattr(ttt.ship_adapter, "SHIPPED_ADAPTERS", shipped)
     monkeypatch.setattr(ttt.model.loading, "SHIPPED_ADAPTERS", shipped)
     held_out = ["6150a2bd", "5582e5ca"]  # small ARC-AGI-1 training tasks
     cfg = ft_config(tiny_model_dir, tmp_path, **{"finetune.method": "lora", "finetune.max_steps": 4,
@@ -299,10 +299,10 @@ def test_lora_finetuning_measures_held_out_tasks_and_ships_an_adapter_that_merge
 
 def test_a_full_finetune_ships_as_a_lora_of_its_difference(tiny_model_dir, tmp_path, tokenizer, monkeypatch):
     import ttt.model.loading
-    import ttt.model.ship_adapter
+    import ttt.ship_adapter
 
     shipped = tmp_path / "shipped"  # instead of ttt/model/adapters/
-    monkeypatch.setattr(ttt.model.ship_adapter, "SHIPPED_ADAPTERS", shipped)
+    monkeypatch.setattr(ttt.ship_adapter, "SHIPPED_ADAPTERS", shipped)
     monkeypatch.setattr(ttt.model.loading, "SHIPPED_ADAPTERS", shipped)
     cfg = ft_config(tiny_model_dir, tmp_path, **{"finetune.method": "full", "finetune.max_steps": 2,
                     "finetune.holdout_task_ids": "[6150a2bd]", "finetune.heldout_every_n_steps": 2,
@@ -335,7 +335,7 @@ def test_a_missing_holdout_task_is_named(tiny_model_dir):
 
 
 def test_the_model_card_of_a_resumed_run_gives_all_its_training_seconds_and_labels_the_last_launchs_counts():
-    from ttt.model.ship_adapter import _training_time
+    from ttt.ship_adapter import _training_time
 
     launch = {"tokens_trained": 100, "fit_seconds": 10.0, "tokens_per_s": 10.0, "first_loss": 0.3, "last_loss": 0.5}
     assert _training_time({**launch, "resumed_from": None}).startswith("100 tokens trained in 10.0 s")

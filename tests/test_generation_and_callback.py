@@ -12,7 +12,8 @@ from ttt.arc.scoring import submission_problems
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.callback import AugmentedInference
 from ttt.inference.predictor import Predictor
-from ttt.inference.generation import Generator, answer_logprobs
+from ttt.inference.generation import Generator
+from ttt.model.teacher_forcing import answer_logprobs
 from ttt.model.format_tokens import ALPHABETS
 from ttt.model.lora import Adapter, LoraSettings, add_lora
 from ttt.inference.predict import InferenceSettings
@@ -122,7 +123,7 @@ def test_adaptation_diagnostics_reach_the_record_the_results_and_the_table(token
 
 def test_answer_token_logprobs_run_the_head_on_answer_positions_only_with_the_same_values(tokenizer):
     from ttt.data.padding import pad
-    from ttt.inference.generation import answer_token_logprobs
+    from ttt.model.teacher_forcing import answer_token_logprobs
 
     model = tiny_llama(len(tokenizer))
     pairs = [([1, 2, 3, 4], [5, 6]), ([7, 8], [9, 10, 11]), ([3], [4])]

@@ -25,7 +25,8 @@ from ttt.data.paper_ttt_data import build_paper_ttt_tasks, reference_colours, re
 from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig, build_ttt_tasks, leave_one_out, leave_two_out
 from ttt.inference.paper_voting import majority_grid, paper_attempts
 from ttt.inference.views import make_paper_views
-from ttt.inference.voting import Prediction, vote
+from ttt.inference.candidates import Prediction
+from ttt.inference.voting import vote
 from ttt.model import llama3_tokenizer
 from ttt.model.lora import LoraSettings, add_lora
 from ttt.settings import TTTSettings

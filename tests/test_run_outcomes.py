@@ -249,9 +249,9 @@ def test_every_experiment_runs_one_tiny_step(experiment, tiny_model_dir, tmp_pat
     ship_as = config(f"experiment={experiment}").finetune.ship_as
     if ship_as:  # a fine-tuning stage: ships into a temporary folder, never into the package
         import ttt.model.loading
-        import ttt.model.ship_adapter
+        import ttt.ship_adapter
 
-        monkeypatch.setattr(ttt.model.ship_adapter, "SHIPPED_ADAPTERS", tmp_path / "shipped")
+        monkeypatch.setattr(ttt.ship_adapter, "SHIPPED_ADAPTERS", tmp_path / "shipped")
         monkeypatch.setattr(ttt.model.loading, "SHIPPED_ADAPTERS", tmp_path / "shipped")
         tiny_ft = ("finetune.limit_tasks=4", "finetune.copies=1", "finetune.max_seq_len=512", "finetune.max_steps=1",
                    "finetune.holdout_task_ids=[6150a2bd]", "logger=none")  # fmt: skip

@@ -136,9 +136,9 @@ def test_a_sweep_objective_must_be_a_number_the_run_returns(tmp_path):
 @pytest.mark.parametrize("has_bf16,expected", [(True, ("bf16", "bf16-mixed")), (False, ("fp32", "32-true"))])
 def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_instructions(monkeypatch, has_bf16, expected):
     """CPU instructions are mocked here: the test must hold on any machine (this one has AMX)."""
-    import ttt.model.loading as loading
+    import ttt.model.precision as precision
 
-    monkeypatch.setattr(loading, "cpu_has_bf16", lambda: has_bf16)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: has_bf16)
     settings = RunSettings.from_config(config("model.dtype=auto", "trainer.precision=auto"))
     assert (settings.model.dtype, settings.trainer.precision) == expected
     assert (settings.flat()["model.dtype"], settings.flat()["trainer.precision"]) == expected  # as run.json records
@@ -151,7 +151,7 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_instructions(monkeypatch
 
 
 def test_a_setting_added_after_a_record_was_made_reads_as_its_default_there():
-    from ttt.settings import differences
+    from ttt.knobs import differences
 
     old = {"inference.decoder": "dfs"}  # written before inference.constrain_shape existed
     defaults = RunSettings().flat()

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from ttt.model.loading import SHIPPED_ADAPTERS, load_model
-from ttt.model.ship_adapter import heldout_nll, training_tasks_by_id
+from ttt.ship_adapter import heldout_nll, training_tasks_by_id
 from test_settings import config
 from ttt.settings import RunSettings, SettingsError
 

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from ttt.arc.scoring import solved, submission_entry, submission_problems, task_score
-from ttt.inference.voting import Prediction, vote
+from ttt.inference.candidates import Prediction
+from ttt.inference.voting import vote
 
 A, B, C, D, E = (((i,),) for i in range(1, 6))
 X = ((9, 9),)  # the test input: the fallback attempt

@@ -29,8 +29,7 @@ from ttt.arc.task import Task
 from ttt.data.datamodule import TTTDataModule
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.deadline import RunClock
-from ttt.inference.generation import answer_token_logprobs
-from ttt.inference.heldout import heldout_target, measure
+from ttt.inference.heldout import heldout_target, measure_model
 from ttt.model.lora import Adapter, relative_update_norm
 from ttt.model.module import TTTModule
 from ttt.model.prefix_loss import PrefixLoss
@@ -109,11 +108,7 @@ def fit_adapter(
     if len(tasks) == 1:  # the shared adapter has no single held-out task
         encoder = SegmentTokenizer(tokenizer)
         held_out = heldout_target(tasks[0], settings.model.text_format(), encoder, settings.data.max_seq_len)
-
-    def token_logprobs(pairs):
-        return answer_token_logprobs(adapter.model, pairs, tokenizer.pad_token_id)
-
-    before = measure(held_out, token_logprobs) if held_out else None
+    before = measure_model(held_out, adapter.model, tokenizer.pad_token_id) if held_out else None
     datamodule = TTTDataModule(
         tasks, tokenizer, settings.model.text_format(), ttt.data(settings.seed), ttt.loss, settings.data.max_seq_len,
         ttt.batch_size, ttt.labels, ttt.packing,
@@ -146,7 +141,7 @@ def fit_adapter(
         if max_seconds is not None and trainer.global_step < planned else None
     )  # fmt: skip
     after_callbacks = time.perf_counter() - (save.saved_at or time.perf_counter())  # inference, W&B: not TTT
-    after = measure(held_out, token_logprobs) if held_out else None
+    after = measure_model(held_out, adapter.model, tokenizer.pad_token_id) if held_out else None
     loss = module.last_epoch_loss()
     update_norm = relative_update_norm(adapter.model)
     if trainer.logger is not None and before and after:  # beside the loss curve in metrics.csv

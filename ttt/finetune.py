@@ -33,15 +33,14 @@ from ttt.data.finetune_datamodule import FinetuneDataModule
 from ttt.data.finetune_tasks import evaluation_grids, exclude_evaluation
 from ttt.data.rearc import generate_pools
 from ttt.data.tokenize import SegmentTokenizer
-from ttt.inference.generation import answer_token_logprobs
-from ttt.inference.heldout import HeldOutTarget, heldout_target, measure
+from ttt.inference.heldout import HeldOutTarget, heldout_target, measure_model
 from ttt.model.loading import load_model
 from ttt.model.lora import add_lora
 from ttt.model.module import TTTModule
 from ttt.model.prefix_loss import PrefixLoss
-from ttt.model.ship_adapter import ship
 from ttt.outputs import CHECKPOINT_DIR, FINETUNE_ADAPTER_DIR, FINETUNE_MODEL_DIR, FINETUNE_RECORD, write_json_atomic
 from ttt.settings import FinetuneSettings, RunSettings, TrainerSettings
+from ttt.ship_adapter import ship
 from ttt.wandb_logging import WandbRun
 
 log = logging.getLogger(__name__)
@@ -246,11 +245,7 @@ class HeldoutCurve(pl.Callback):
             return
         began, seconds, model = time.perf_counter(), self.train_seconds(), pl_module.model
         training = model.training
-
-        def token_logprobs(pairs):
-            return answer_token_logprobs(model, pairs, self.pad_id)
-
-        tasks = {t: measure(target, token_logprobs).nll for t, target in self.targets.items()}
+        tasks = {t: measure_model(target, model, self.pad_id).nll for t, target in self.targets.items()}
         model.train(training)
         nll = statistics.fmean(tasks.values())
         tokens = self.tokens_before + self._tokens_now

@@ -16,8 +16,9 @@ import json
 from pathlib import Path
 
 from ttt.outputs import METRICS, write_text_atomic
+from ttt.selection_rules import SCORE_KEYS
 
-COLUMNS = ["score", "vote_score", "score_poe", "score_nvarc", "score_confidence", "all_solved", "oracle", "view_accuracy", "parse_rate", "answers_per_view", "tasks_solved",
+COLUMNS = ["score", *SCORE_KEYS, "all_solved", "oracle", "view_accuracy", "parse_rate", "answers_per_view", "tasks_solved",
            "base_nll", "ttt_nll", "nll_lowered", "num_scored", "num_tasks", "ttt_failed", "ttt_seconds",
            "inference_seconds"]  # fmt: skip
 

@@ -37,6 +37,7 @@ from ttt.outputs import (
     METRIC_KEYS, METRICS, PREDICTIONS, REPORT, RUN_RECORD, SHARED, SWEEP_INDEX, TASK_RECORD, TTT_RECORD, write_text_atomic,
 )  # fmt: skip
 from ttt.results import metrics_from_rows, task_row
+from ttt.selection_rules import rule_scores
 
 TOP_CANDIDATES = 5  # candidates drawn per test input (attempts are drawn besides)
 # Settings shown at the top of a page (all of them are in run.json).
@@ -108,6 +109,7 @@ def run_page(run_dir: Path, top_candidates: int = TOP_CANDIDATES) -> dict:
         "run": run,
         "settings": {k: settings[k] for k in KEY_SETTINGS if k in settings},
         "metrics": _all_keys(metrics),
+        "rule_scores": rule_scores(metrics),
         "tasks": views,
         "problems": problems.items,
         "palette": PALETTE,

@@ -178,3 +178,14 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def differences(
+    old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> dict[str, tuple[Any, Any]]:
+    """`{key: (old, new)}` for every key whose value differs (a key one side lacks reads None). With
+    `defaults`, a key only `new` has reads as its default in `old`: a setting added after `old` was
+    written, when the code did what its default does (records made before a knob existed resume)."""
+    old = {**{k: v for k, v in (defaults or {}).items() if k in new and k not in old}, **old}
+    return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
+

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ttt.selection_rules import SCORE_KEYS
+
 RUN_RECORD = "run.json"
 CONFIGS_DIR = "configs"
 SUBMISSION = "submission.json"
@@ -48,7 +50,7 @@ CHECKPOINT_DIR = "checkpoints"
 # The numbers a run returns (metrics.json; finetune.json for the fine-tuning stage): what
 # `objective=<key>` may hand a sweeper.
 METRIC_KEYS = (
-    "num_tasks", "num_scored", "score", "vote_score", "score_poe", "score_nvarc", "score_confidence", "all_solved", "oracle", "view_accuracy", "parse_rate",
+    "num_tasks", "num_scored", "score", *SCORE_KEYS, "all_solved", "oracle", "view_accuracy", "parse_rate",
     "answers_per_view", "base_nll", "ttt_nll", "nll_lowered", "nll_measured", "tasks_solved", "ttt_done", "ttt_failed",
     "not_predicted", "ttt_seconds", "inference_seconds", "ttt_seconds_per_task", "ttt_tokens", "demonstrations_dropped",
     "cut_short", "peak_rss_mib", "rss_growth_mib",

@@ -32,7 +32,7 @@ from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig
 from ttt.data.tokenize import IGNORE_INDEX, SegmentTokenizer
 from ttt.inference.paper_voting import REFERENCE_CATEGORY, paper_attempts
 from ttt.inference.predict import InferenceSettings, paper_prompts
-from ttt.inference.voting import Prediction
+from ttt.inference.candidates import Prediction
 from ttt.model import llama3_tokenizer
 
 PROMPTS = "prompts_new_format.json"

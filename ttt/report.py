@@ -13,12 +13,13 @@ from pathlib import Path
 from ttt.arc.grid import from_rows
 from ttt.arc.scoring import submission_entry, task_score
 from ttt.arc.task import Task
+from ttt.knobs import differences
 from ttt.outputs import (
     METRICS, PREDICTIONS, RESULTS, RUN_RECORD, SHARED, SUBMISSION, TASK_RECORD, TTT_RECORD, read_json,
     timestamp, write_json_atomic,
 )  # fmt: skip
 from ttt.results import metrics_from_rows, rounded_mean, task_row
-from ttt.settings import differences
+from ttt.selection_rules import rule_scores
 
 
 def summarize(tasks: Sequence[Task], out_dir: str | Path, levels: Mapping[str, str] | None = None) -> dict:
@@ -198,9 +199,8 @@ def table(out_dir: str | Path) -> str:
     lines.append(
         f"score {fmt(metrics['score'], '.3f')} over {metrics['num_scored']} scored of {metrics['num_tasks']} tasks "
         f"({fmt(metrics['tasks_solved'], '.1f')} solved; all-tests-solved {fmt(metrics['all_solved'], '.3f')}; "
-        f"oracle {fmt(metrics['oracle'], '.3f')}; voting alone {fmt(metrics['vote_score'], '.3f')}"
-        + "".join(f"; {rule} {fmt(metrics[f'score_{rule}'], '.3f')}" for rule in ("poe", "nvarc")
-                  if metrics.get(f"score_{rule}") is not None)
+        f"oracle {fmt(metrics['oracle'], '.3f')}; by rule: "
+        + (", ".join(f"{rule} {fmt(value, '.3f')}" for rule, value in rule_scores(metrics)) or "-")
         + ")"
     )
     if metrics.get("by_level"):

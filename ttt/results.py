@@ -7,6 +7,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
+from ttt.selection_rules import SCORE_KEYS, SELECTIONS, score_key
+
 
 def rounded_mean(values: Sequence[float | None]) -> float | None:
     """The mean of the values present, to 4 decimals; None when none is."""
@@ -44,7 +46,7 @@ def task_row(task_id: str, prediction: dict | None, ttt: dict | None, level: str
         if predicted_views else None,
         "predicted": prediction is not None and prediction.get("predicted", True),
         # pass@2 had the attempts been chosen by the other selection rules (None: not computed)
-        **{f"score_{rule}": ((prediction or {}).get("score_by_rule") or {}).get(rule) for rule in ("poe", "nvarc", "confidence")},
+        **{score_key(rule): ((prediction or {}).get("score_by_rule") or {}).get(rule) for rule in SELECTIONS if rule != "vote"},
         "answers_per_view": prediction.get("answers_per_view") if prediction else None,
         # demonstrations left out of views whose prompt was over data.max_seq_len
         "demonstrations_dropped": prediction.get("demonstrations_dropped") if prediction else None,
@@ -65,10 +67,8 @@ def metrics_from_rows(rows: Sequence[dict], levels: Sequence[str] = ()) -> dict:
     scored = [r for r in rows if r["score"] is not None]
     return {
         **scores(rows),
-        "vote_score": rounded_mean([r["vote_score"] for r in scored]),  # the same with voting's attempts
-        "score_poe": rounded_mean([r.get("score_poe") for r in scored]),  # ... with product-of-experts' (when scored)
-        "score_nvarc": rounded_mean([r.get("score_nvarc") for r in scored]),  # ... with NVARC's ranking (when scored)
-        "score_confidence": rounded_mean([r.get("score_confidence") for r in scored]),  # ... with the most confident view's
+        # pass@2 with each selection rule's attempts (vote_score, score_poe, ...; None: not scored)
+        **{key: rounded_mean([r.get(key) for r in scored]) for key in SCORE_KEYS},
         "view_accuracy": rounded_mean([r["view_accuracy"] for r in scored]),
         "parse_rate": rounded_mean([r.get("parse_rate") for r in rows]),  # answers that parsed into a grid
         "answers_per_view": rounded_mean([r.get("answers_per_view") for r in rows]),  # greedy: 1; dfs: 0 or more

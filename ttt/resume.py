@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ttt.knobs import differences
 from ttt.outputs import (
     CHECKPOINT_DIR, CONFIGS_DIR, PREDICTIONS, RUN_RECORD, SHARED, TTT_RECORD, read_json, write_text_atomic,
 )  # fmt: skip
-from ttt.settings import RunSettings, differences
+from ttt.settings import RunSettings
 
 log = logging.getLogger(__name__)
 

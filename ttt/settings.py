@@ -39,7 +39,8 @@ from ttt.inference.predict import InferenceSettings
 from ttt.knobs import MIN_SEQ_LEN, Choices, SettingsError, build, flatten, knob
 from ttt.model.lora import LoraSettings
 from ttt.model.prefix_loss import HEADS, LOGITS
-from ttt.model.loading import AUTO, DTYPES, EMBEDDED, SHIPPED_ADAPTERS, auto_precision, resolve_adapter
+from ttt.model.loading import EMBEDDED, SHIPPED_ADAPTERS, resolve_adapter
+from ttt.model.precision import AUTO, DTYPES, auto_precision
 from ttt.outputs import FINETUNE_METRIC_KEYS, METRIC_KEYS
 
 __all__ = ["SettingsError", "RunSettings", "InferenceSettings"]
@@ -413,14 +414,3 @@ def _plain(cfg: DictConfig | dict) -> dict:
         except Exception:  # noqa: BLE001 - Hydra's resolver is not registered outside a Hydra app
             plain["paths"] = {}
     return plain
-
-
-def differences(
-    old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None = None
-) -> dict[str, tuple[Any, Any]]:
-    """`{key: (old, new)}` for every key whose value differs (a key one side lacks reads None). With
-    `defaults`, a key only `new` has reads as its default in `old`: a setting added after `old` was
-    written, when the code did what its default does (records made before a knob existed resume)."""
-    old = {**{k: v for k, v in (defaults or {}).items() if k in new and k not in old}, **old}
-    return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
-

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ttt.arc.formats import TextFormat
 from ttt.arc.task import Task
@@ -24,9 +25,9 @@ from ttt.arc.transforms import Dihedral
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.predict import fit_prompt
 from ttt.inference.views import View
+from ttt.model.teacher_forcing import Pairs, answer_token_logprobs
 
-Pairs = Sequence[tuple[Sequence[int], Sequence[int]]]
-TokenLogprobs = Callable[[Pairs], list[list[float]]]  # e.g. generation.answer_token_logprobs bound to a model
+TokenLogprobs = Callable[[Pairs], list[list[float]]]  # per pair, each answer token's log-probability
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,9 @@ def measure(held_out: HeldOutTarget, token_logprobs: TokenLogprobs) -> HeldOut |
         nll=round(-sum(tokens) / len(tokens), 4),
         end_prob=round(sum(math.exp(pair[-1]) for pair in per_pair) / len(per_pair), 4),
     )
+
+
+def measure_model(held_out: HeldOutTarget, model: Any, pad_id: int, batch_size: int = 8) -> HeldOut | None:
+    """`measure` under `model`'s teacher-forced log-probabilities over the whole vocabulary
+    (`ttt.model.teacher_forcing`): the one held-out NLL of TTT, fine-tuning, shipping and prediction."""
+    return measure(held_out, lambda pairs: answer_token_logprobs(model, pairs, pad_id, batch_size))

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ttt.model.loading import DTYPES
+from ttt.model.precision import DTYPES
 
 INFERENCE_DTYPES = tuple(DTYPES)  # inference.dtype (None: the model's own)
 

@@ -19,14 +19,10 @@ the same in every process).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ttt.arc.grid import Grid
-
-if TYPE_CHECKING:  # ttt.inference.voting dispatches to this module
-    from ttt.inference.voting import Prediction
+from ttt.inference.candidates import Prediction
 
 # A view group's (the view's transform) name for its inverse in the reference.
 REFERENCE_CATEGORY = {

@@ -36,11 +36,11 @@ from ttt.inference.expected_shape import EXPECTED_SHAPE_MODES, expected_shape
 from ttt.inference.generation import Generated
 from ttt.inference.inference_weights import INFERENCE_DTYPES
 from ttt.inference.views import PAPER_TRANSFORMS, View, make_paper_views, make_views
-from ttt.inference.voting import VOTING_RULES, Candidate, Prediction, attempts, vote
+from ttt.inference.candidates import Candidate, Prediction
+from ttt.inference.voting import VOTING_RULES, attempts, vote
 from ttt.knobs import MIN_SEQ_LEN, knob
+from ttt.selection_rules import RESCORED, SELECTIONS
 
-SELECTIONS = ("vote", "poe", "nvarc", "confidence")  # how the two attempts are chosen from the pooled candidates
-RESCORED = ("poe", "nvarc")  # the selections that score candidates again under `poe_views` views
 VIEW_LAYOUTS = ("project", "paper")  # inference.views
 
 Score = Callable[[Sequence[tuple[Sequence[int], Sequence[int]]]], list[float]]

@@ -23,11 +23,12 @@ from ttt.arc.task import Task
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.deadline import RunClock
 from ttt.inference.decoding import Decoder
-from ttt.inference.generation import Generator, answer_logprobs, answer_token_logprobs
-from ttt.inference.heldout import heldout_target, measure
+from ttt.inference.generation import Generator
+from ttt.inference.heldout import heldout_target, measure_model
 from ttt.inference.inference_weights import inference_weights
-from ttt.outputs import PREDICTIONS, write_json_atomic
 from ttt.inference.predict import Answer, InferenceSettings, Score, predict_task
+from ttt.model.teacher_forcing import answer_logprobs
+from ttt.outputs import PREDICTIONS, write_json_atomic
 
 
 class Predictor:
@@ -76,10 +77,9 @@ class Predictor:
                         cut_short = f"deadline: {cut} of {result['num_views']} views cut short"
                 forget()
                 result["cut_short"] = cut_short
-                held_out = measure(
-                    heldout_target(task, self.format, self.encoder, s.max_seq_len),
-                    lambda pairs: answer_token_logprobs(model, pairs, self.tokenizer.pad_token_id, s.batch_size),
-                )  # the predicting model's fit to the held-out answer (ttt.inference.heldout), full vocabulary
+                held_out = measure_model(
+                    heldout_target(task, self.format, self.encoder, s.max_seq_len), model, self.tokenizer.pad_token_id, s.batch_size
+                )  # the predicting model's fit to the held-out answer (ttt.inference.heldout)
                 result["heldout"] = None if held_out is None else vars(held_out)
                 if note:
                     result["note"] = note

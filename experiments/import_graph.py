@@ -18,7 +18,7 @@ from pathlib import Path
 # Bottom to top. A module belongs to the first layer one of whose names is it or a package above it.
 LAYERS = (
     ("base", ("ttt.knobs", "ttt.selection_rules", "ttt.outputs", "ttt.results", "ttt.interrupt", "ttt.host_memory",
-              "ttt.deadline", "ttt.arc", "ttt.grid_drawing")),  # pure Python: grids, formats, files, typed knobs
+              "ttt.deadline", "ttt.console", "ttt.arc", "ttt.grid_drawing")),  # pure Python: grids, formats, files, typed knobs
     ("records", ("ttt.report", "ttt.html_report", "ttt.gather")),  # a run directory's summaries and pages: no torch
     ("data", ("ttt.data",)),  # TTT and fine-tuning sets, tokens
     ("model", ("ttt.model",)),  # loading, LoRA, the loss, teacher-forced scoring

@@ -31,8 +31,16 @@ def test_each_task_gets_its_share_of_the_time_left_and_ttt_its_part():
     clock.begin(tasks_left=4)
     assert clock.until - clock.task_started == pytest.approx((usable - (clock.task_started - start)) / 4, abs=0.01)
     assert clock.ttt_until - clock.task_started == pytest.approx(0.6 * (clock.until - clock.task_started), abs=0.01)
+    share = clock.until - clock.task_started
+    assert clock.inference_until() == pytest.approx(clock.until, abs=0.01)  # TTT on time: the rest of the share
+    clock.until = time.monotonic() - 1  # TTT overran the whole share: inference still has its own part
+    assert clock.inference_until() - time.monotonic() == pytest.approx(0.4 * share, abs=0.01)
     clock.begin(tasks_left=4, adapting=False)  # no TTT: inference has the whole share
-    assert clock.ttt_seconds() == 0 and not clock.past() and not clock.expired()
+    assert clock.ttt_seconds() == 0 and clock.inference_until() == pytest.approx(clock.until, abs=0.01)
+    assert not clock.expired()
+    late = RunClock(100, started=start - 97)  # the run's end comes first
+    late.begin(tasks_left=1)
+    assert late.inference_until() == pytest.approx(late.end, abs=0.01)
     assert RunClock(10, started=start - 20).expired()
 
 

@@ -330,7 +330,7 @@ def test_a_full_finetune_cannot_ship_without_a_rank(tiny_model_dir):
 
 def test_a_missing_holdout_task_is_named(tiny_model_dir):
     cfg = ft_config(tiny_model_dir, "unused", **{"finetune.holdout_task_ids": "[nope]"})
-    with pytest.raises(KeyError, match="finetune.holdout_task_ids: no task 'nope'"):
+    with pytest.raises(SettingsError, match="finetune.holdout_task_ids: no task 'nope'"):
         finetune.training_tasks(cfg.finetune)
 
 

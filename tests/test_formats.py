@@ -3,6 +3,7 @@ from hypothesis import given, strategies as st
 
 from conftest import grids
 from ttt.arc.formats import FORMATS, CompactFormat, PaperFormat, get_format
+from ttt.arc.grid import grid_problem, to_rows
 from ttt.arc.task import Example
 from ttt.data.tokenize import SegmentTokenizer
 
@@ -20,7 +21,10 @@ def test_every_format_round_trips_random_grids(name, grid):
 @given(text=st.text(max_size=200))
 def test_parsing_garbage_never_raises(name, text):
     parsed = get_format(name).parse(text)
-    assert parsed.ok or parsed.error
+    if parsed.ok:  # a grid it reads is a valid ARC grid, and has no error beside it
+        assert grid_problem(to_rows(parsed.grid)) is None and parsed.error is None
+    else:  # otherwise it says why, in words
+        assert isinstance(parsed.error, str) and parsed.error.strip()
 
 
 @pytest.mark.parametrize(

@@ -72,9 +72,10 @@ def test_generation_stops_at_the_end_marker_and_its_logprob_matches_teacher_forc
     teacher = answer_logprobs(model, pairs, tokenizer.pad_token_id, batch_size=3)
     # greedy's own log-probabilities (unrestricted softmax) equal the teacher-forced ones when the
     # decoded text re-tokenizes to the same ids
-    for (prompt, ids), g, t in zip(pairs, generated, teacher):
-        if len(ids) == g.num_tokens:
-            assert t == pytest.approx(g.logprob, abs=1e-3)
+    same = [(t, g) for (_, ids), g, t in zip(pairs, generated, teacher) if len(ids) == g.num_tokens]
+    assert same, "no decoded answer re-tokenized to its own ids: nothing was compared"
+    for t, g in same:
+        assert t == pytest.approx(g.logprob, abs=1e-3)
 
 
 def test_callback_predicts_each_task_at_fit_end_and_the_run_summary_is_valid(tokenizer, small_tasks, tmp_path):

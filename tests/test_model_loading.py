@@ -68,3 +68,33 @@ def test_the_embedded_model_saves_as_a_plain_hf_model_and_reloads_identically(tm
     ids = torch.tensor([tokenizer("0 1 2\n3 4 5")["input_ids"]])
     with torch.no_grad():
         assert torch.equal(model(ids).logits, reloaded(ids).logits)
+
+
+def test_peft_quietly_hides_only_the_notices_it_names():
+    import warnings
+
+    from ttt.model.lora import peft_quietly
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with peft_quietly():
+            warnings.warn("Model with `tie_word_embeddings=True` and the tied_target_modules=['x'] ...")
+            warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
+            warnings.warn("something about this run")
+    assert [str(w.message) for w in seen] == ["something about this run"]
+
+
+@pytest.mark.slow
+def test_loading_the_embedded_model_with_its_adapter_and_a_lora_warns_of_nothing_and_keeps_the_tie():
+    """The console of `python train.py`: no GGUF, PEFT or deprecation notice from loading and wrapping;
+    the shipped adapter's embedding delta is merged into the one tensor the LM head shares."""
+    import warnings
+
+    from ttt.model.lora import LoraSettings, add_lora
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _, model = loading.load_model(adapter="embedded-arc-full")
+        add_lora(model, LoraSettings(rank=8))
+    assert [str(w.message) for w in seen] == []
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight

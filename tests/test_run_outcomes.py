@@ -63,7 +63,7 @@ def test_a_partial_failure_names_the_tasks_that_fell_back_and_why(tiny_model_dir
     assert f"TTT on 1 of 2 tasks; TTT FAILED, base model predicted: {BIG} (ValueError: task(s) {BIG}: no TTT" in out
     rows = {r["task_id"]: r for r in read(tmp_path / "results.json")}
     assert rows[BIG]["ttt_status"] == "failed" and "no TTT examples" in rows[BIG]["ttt_error"]
-    assert read(tmp_path / BIG / "predictions.json")["note"] == "base model: no adapter"
+    assert read(tmp_path / BIG / "predictions.json")["predicted_by"] == "base"
 
 
 def test_resume_refuses_finished_tasks_made_with_other_settings_unless_told(tiny_model_dir, tmp_path, caplog):
@@ -291,7 +291,7 @@ def test_tasks_adapted_with_inference_off_are_predicted_later_by_their_own_adapt
     assert not (tmp_path / SMALL[0] / "predictions.json").exists()
     run_in(tmp_path, tiny_model_dir, task_ids=SMALL[:1])  # TTT skipped (same settings); predicted now
     later = read(tmp_path / SMALL[0] / "predictions.json")
-    assert later["note"] == "its adapter, saved by an earlier launch"
+    assert later["predicted_by"] == "adapter" and later["note"] == "its adapter, saved by an earlier launch"
     run_in(tmp_path / "straight", tiny_model_dir, task_ids=SMALL[:1])
     straight = read(tmp_path / "straight" / SMALL[0] / "predictions.json")
     assert later["heldout"] == straight["heldout"] and later["tests"] == straight["tests"]  # the same adapter

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ttt import interrupt
 from ttt.arc.task import Task
+from ttt.console import interactive
 from ttt.data.datamodule import TTTDataModule
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.deadline import RunClock
@@ -131,7 +132,7 @@ def fit_adapter(
         log_every_n_steps=1,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=settings.trainer.progress_bar,
+        enable_progress_bar=settings.trainer.progress_bar and interactive(),
         num_sanity_val_steps=0,
     )
     trainer.fit(module, datamodule=datamodule)
@@ -187,7 +188,7 @@ def adapt_tasks(
 
     records: list[TaskRecord] = []
     counts = {"done": 0, "failed": 0, "skipped": 0}
-    bar = tqdm(units, desc="TTT", unit="task", dynamic_ncols=True)
+    bar = tqdm(units, desc="TTT", unit="task", dynamic_ncols=True, disable=not interactive())
     for number, (name, unit_tasks) in enumerate(bar):
         interrupt.check()  # a stop signal whose exception a finalizer swallowed
         previous = read_record(out_dir, name)

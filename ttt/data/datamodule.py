@@ -21,6 +21,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ttt.arc.formats import TextFormat, get_format
 from ttt.arc.task import Task
+from ttt.console import interactive
 from ttt.data.padding import pad
 from ttt.data.paper_ttt_data import build_paper_ttt_tasks
 from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig, build_ttt_tasks
@@ -88,7 +89,7 @@ def encode_tasks(
     segment_tokenizer = SegmentTokenizer(tokenizer)
     examples: list[Encoded] = []
     stats: list[TaskDataStats] = []
-    for task in tqdm(tasks, desc="building samples", unit="task", disable=len(tasks) < 20):
+    for task in tqdm(tasks, desc="building samples", unit="task", disable=len(tasks) < 20 or not interactive()):
         encoded: dict[SyntheticTask, Encoded] = {}
         too_long = 0
 

@@ -34,9 +34,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ttt.arc.grid import fits, from_rows
+from ttt.arc.grid import fits, from_rows, to_rows
 from ttt.arc.loading import parse_pool
 from ttt.arc.task import Example, Task
+from ttt.console import interactive
 from ttt.knobs import knob
 from ttt.outputs import read_json, write_json_atomic
 
@@ -142,7 +143,7 @@ def draw_pool(task_id: str, generate: Callable, verify: Callable, config: RearcS
 
 def pool_json(examples: Iterable[Example]) -> list[dict[str, list[list[int]]]]:
     """A pool as RE-ARC writes it (what `ttt.arc.loading.load_directory(pools=True)` reads)."""
-    return [{"input": [list(r) for r in e.input], "output": [list(r) for r in e.output]} for e in examples]
+    return [{"input": to_rows(e.input), "output": to_rows(e.output)} for e in examples]
 
 
 def generate_pools(config: RearcSettings, skip_ids: Iterable[str] = (), limit: int | None = None) -> list[Task]:
@@ -153,7 +154,7 @@ def generate_pools(config: RearcSettings, skip_ids: Iterable[str] = (), limit: i
     ids = sorted(t for t in generators if t in verifiers and t not in skip)[:limit]
     directory = config.directory()
     tasks, short, started = [], 0, time.perf_counter()
-    for task_id in tqdm(ids, desc="re-ARC pools", unit="task", mininterval=10):
+    for task_id in tqdm(ids, desc="re-ARC pools", unit="task", mininterval=10, disable=not interactive()):
         path = directory / f"{task_id}.json"
         cached = read_json(path)
         if cached is not None and (len(cached) >= config.examples or _short_at(directory, task_id) >= config.examples):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ttt.arc.formats import TextFormat
-from ttt.arc.grid import Grid
+from ttt.arc.grid import Grid, to_rows
 from ttt.arc.scoring import solved
 from ttt.arc.task import Task
 from ttt.arc.transforms import DIHEDRAL_NAMES
@@ -275,14 +275,14 @@ def _product_of_experts(
 def _test_result(chosen, by_rule, ranked, predictions, poe_scores, truth, num_views) -> dict:
     """One test input's attempts, every rule's attempts, candidates and diagnostics."""
     correct = [p.grid == truth for p in predictions] if truth is not None else []
-    as_lists = lambda grids: [[list(row) for row in grid] for grid in grids]  # noqa: E731
+    as_lists = lambda grids: [to_rows(grid) for grid in grids]  # noqa: E731
     return {
         "attempts": as_lists(chosen),
         "vote_attempts": as_lists(by_rule["vote"]),
         "attempts_by_rule": {rule: as_lists(grids) for rule, grids in by_rule.items()},
         "candidates": [
             {
-                "grid": [list(row) for row in c.grid],
+                "grid": to_rows(c.grid),
                 "votes": c.votes,
                 "groups": c.groups,
                 "best_logprob": None if math.isinf(c.best_logprob) else round(c.best_logprob, 4),

@@ -52,9 +52,12 @@ class Predictor:
         self._until: float | None = None  # the current task's decoding stops at this time.monotonic()
 
     def predict(
-        self, model: Any, tasks: Sequence[Task], note: str | None = None, tasks_left: int | None = None
+        self, model: Any, tasks: Sequence[Task], note: str | None = None, tasks_left: int | None = None,
+        by: str = "adapter",
     ) -> list[dict]:
-        """Predict, write and return each task's result. `tasks_left`: the run's tasks left,
+        """Predict, write and return each task's result. `by`: which weights predict, recorded as
+        `predicted_by` (adapter: the task's own | base: the base model, its NLL reported as the
+        base NLL); `note`: why, in words. `tasks_left`: the run's tasks left,
         `tasks`' first counted, when each task's share of the time left (run.deadline) starts here;
         None when TTT's loop started it (the callback)."""
         s = self.settings
@@ -70,7 +73,7 @@ class Predictor:
                     result = predict_task(task, lambda prompted: [[] for _ in prompted], self.encoder, self.format, s)
                     cut_short = f"deadline: not predicted (out of time after {clock.elapsed():.0f} s)"
                 else:
-                    self._until = None if clock is None else clock.until
+                    self._until = None if clock is None else clock.inference_until()
                     result = predict_task(task, answer, self.encoder, self.format, s, score)
                     cut = self._decoder.cut_views if self._decoder is not None else 0
                     if cut:
@@ -81,6 +84,7 @@ class Predictor:
                     heldout_target(task, self.format, self.encoder, s.max_seq_len), model, self.tokenizer.pad_token_id, s.batch_size
                 )  # the predicting model's fit to the held-out answer (ttt.inference.heldout)
                 result["heldout"] = None if held_out is None else vars(held_out)
+                result["predicted_by"] = by
                 if note:
                     result["note"] = note
                 result["settings"] = self.stamp

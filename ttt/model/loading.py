@@ -4,13 +4,18 @@ directory or a Hugging Face id. The base model is loaded once per process (see `
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ttt.console import interactive
 from ttt.model.embedded import embedded_gguf_path
+from ttt.model.lora import peft_quietly
 from ttt.model.precision import DTYPES
 
 log = logging.getLogger(__name__)
@@ -106,13 +111,22 @@ def load_model(
     tokenizer = _tokenizer(source, kwargs)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **kwargs, **quantization_kwargs)
+    if "gguf_file" in kwargs and not quantization_kwargs:
+        from transformers import GgufConfig
+
+        # dense weights, as this project has always run them (and as transformers falls back to
+        # without the `kernels` package): the same model on every machine, and no notice that
+        # packed GGUF weights are fastest in fp32
+        kwargs["quantization_config"] = GgufConfig(dequantize=True)
+    with _loading_bars():
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **kwargs, **quantization_kwargs)
     if "gguf_file" in kwargs:
         _forget_gguf_quantization(model)
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(resolve_adapter(adapter))).merge_and_unload()
+        with peft_quietly():  # merged at once: the tied embedding's delta is the delta of both its uses
+            model = PeftModel.from_pretrained(model, str(resolve_adapter(adapter))).merge_and_unload()
     if not quantization_kwargs:  # a quantised model is placed by device_map
         model.to(device)
     model.eval()
@@ -120,6 +134,27 @@ def load_model(
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     log.info("loaded %s (%s, %s) on %s", name_or_path, type(model).__name__, dtype, device)
     return tokenizer, model
+
+
+@contextmanager
+def _loading_bars() -> Iterator[None]:
+    """transformers' loading bars only where stderr is a terminal (`ttt.console`): its weights bar
+    obeys its own switch; the GGUF de-quantization bar is a plain tqdm in its module, given a
+    disabled one for the call."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    if interactive() or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    bar = gguf_utils.tqdm
+    hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+        hf_logging.enable_progress_bar()
 
 
 def _forget_gguf_quantization(model: torch.nn.Module) -> None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,9 +55,31 @@ def add_lora(base: torch.nn.Module, settings: LoraSettings, seed: int = 0) -> Pe
         use_rslora=settings.rslora,
         task_type="CAUSAL_LM",
     )
-    with torch.random.fork_rng():  # leave the caller's random state as it was
+    with torch.random.fork_rng(), peft_quietly():  # leave the caller's random state as it was
         torch.manual_seed(seed)
         return get_peft_model(base, config)
+
+
+# What PEFT says on wrapping a model that does not apply to this project's adapters (`peft_quietly`).
+PEFT_NOTICES = (
+    # A LoRA on a tied embedding: only the shipped fine-tuning adapters have one (the full fine-tune's
+    # difference, ttt.model.delta_lora), and they are merged as soon as they load, into the one
+    # tensor both uses share; TTT's adapters never target the embedding (LLAMA_PROJECTIONS).
+    r"Model has `tie_word_embeddings=True` and a tied layer is part of the adapter",
+    r"Model with `tie_word_embeddings=True` and the tied_target_modules=",
+    # PEFT asking transformers' deprecated name for a model's checkpointing state (PEFT's own call)
+    r"`is_gradient_checkpointing` is deprecated",
+)
+
+
+@contextmanager
+def peft_quietly() -> Iterator[None]:
+    """Wrap or load with PEFT without its notices that do not apply here (`PEFT_NOTICES`): each is
+    matched by its text, so any other warning still shows."""
+    with warnings.catch_warnings():
+        for notice in PEFT_NOTICES:
+            warnings.filterwarnings("ignore", message=notice)
+        yield
 
 
 def causal_lm(model: Any) -> Any:

@@ -330,7 +330,7 @@ class RunSettings:
         if self.stage == "finetune" and self.model.quantization:
             problems.append(f"model.quantization={self.model.quantization!r}: the fine-tuning stage trains unquantized weights")
         if self.model.adapter and self.model.quantization:
-            problems.append("model.adapter: cannot be merged into 4-bit weights (model.quantization=4bit)")
+            problems.append("model.adapter: cannot be merged into 4-bit weights (model.quantization=4bit); model.adapter=null: QLoRA on the base model")
         if self.inference.merge_lora and self.model.quantization:
             problems.append(
                 "inference.merge_lora=true: merging LoRA into 4-bit weights is lossy (model.quantization=4bit); "

@@ -33,7 +33,7 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer):
     """A tiny random Llama and the real tokenizer saved as a local model directory."""
-    from test_adapt import tiny_llama
+    from fixtures import tiny_llama
 
     path = tmp_path_factory.mktemp("tiny-llama")
     tiny_llama(len(tokenizer)).save_pretrained(path)

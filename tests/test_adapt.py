@@ -1,14 +1,11 @@
-"""Per-task LoRA TTT on a tiny random Llama (built from a LlamaConfig here, no download)."""
+"""Per-task LoRA TTT on a tiny random Llama (tests/fixtures.py: no download)."""
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
-from transformers import LlamaConfig, LlamaForCausalLM
 
 import ttt.adapt as adapt_module
 from ttt.adapt import adapt_tasks, read_record
@@ -17,31 +14,9 @@ from ttt.data.datamodule import TTTDataModule
 from ttt.data.tokenize import IGNORE_INDEX
 from ttt.model.lora import Adapter, LoraSettings, add_lora
 from ttt.model.module import TTTModule
-from ttt.settings import RunSettings
+from fixtures import tiny_config, tiny_llama
 
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 SMALL_TASKS = ["00576224", "0c786b71", "5783df64"]  # small grids, short sequences
-
-
-def tiny_config(**overrides):
-    defaults = {
-        "ttt.max_examples": 4, "ttt.epochs": 2, "ttt.lr": 1e-3, "ttt.lora.rank": 8,
-        "data.max_seq_len": 512, "trainer.precision": "32-true", "trainer.progress_bar": False,
-        "ttt.augmenters": "[rot90,flip_lr]",
-    }  # fmt: skip
-    defaults.update(overrides)
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return RunSettings.from_config(compose("train", overrides=[f"{k}={v}" for k, v in defaults.items()]))
-
-
-def tiny_llama(vocab_size: int) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        initializer_range=0.2,  # larger than default so a few LoRA steps visibly move the loss
-    )  # fmt: skip
-    return LlamaForCausalLM(config).eval()
 
 
 @pytest.fixture(scope="module")

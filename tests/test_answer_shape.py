@@ -14,7 +14,7 @@ from ttt.inference.answer_head import AnswerHead
 from ttt.inference.answer_shape import ShapeGuard
 
 from conftest import grids
-from test_adapt import tiny_llama
+from fixtures import tiny_llama
 
 FORMATS = ("compact", "paper")
 

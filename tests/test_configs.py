@@ -10,6 +10,8 @@ from hydra import compose, initialize_config_dir
 from ttt.knobs import flatten
 from ttt.settings import RunSettings, SettingsError
 
+from fixtures import compose_config
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
@@ -38,13 +40,8 @@ EFFECT = {
 REFUSED = {(m, "qlora"): "model.adapter=null: QLoRA on the base model" for m in ("135m", "135m_paper")}
 
 
-def compose_with(*overrides):
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
-
-
 def settings(*overrides) -> dict:
-    return flatten(RunSettings.from_config(compose_with(*overrides)))
+    return flatten(RunSettings.from_config(compose_config(*overrides)))
 
 
 def test_every_experiment_has_a_stated_effect():
@@ -103,7 +100,7 @@ def test_the_embedded_models_recipe_is_its_own_and_the_paper_one_override_away()
 
 
 def test_the_default_run_is_the_embedded_model_on_five_small_tasks():
-    cfg = compose_with()
+    cfg = compose_config()
     assert cfg.model.name_or_path == "embedded" and cfg.trainer.accelerator == "cpu"
     assert cfg.model.adapter == "embedded-arc-full"  # fine-tuned on ARC training tasks (issue 21); null: the base model
     assert list(cfg.data.task_ids) == ["66e6c45b", "00576224", "be03b35f", "4cd1b7b2", "ca8de6ea"]
@@ -112,13 +109,13 @@ def test_the_default_run_is_the_embedded_model_on_five_small_tasks():
 def test_the_small20_report_set_is_the_list_in_small_tasks_txt_and_the_default_is_its_first_five():
     script = Path(__file__).resolve().parents[1] / "experiments" / "small_tasks.py"
     ids = runpy.run_path(str(script))["read_small_tasks"]()  # the list small_tasks.py wrote to small_tasks.txt
-    cfg = compose_with("data=arc_agi_1_small20")
+    cfg = compose_config("data=arc_agi_1_small20")
     assert list(cfg.data.task_ids) == ids and len(ids) == 20 and cfg.data.split == "evaluation"
-    assert list(compose_with().data.task_ids) == ids[:5]
+    assert list(compose_config().data.task_ids) == ids[:5]
 
 
 def test_the_paper_subset_is_its_80_tasks_in_four_levels_and_the_dev_sets_are_training_tasks():
-    cfg = compose_with("data=arc_agi_1_paper80")
+    cfg = compose_config("data=arc_agi_1_paper80")
     assert cfg.data.task_ids is None and cfg.data.split == "evaluation"
     assert {level: len(ids) for level, ids in cfg.data.levels.items()} == {"easy": 20, "medium": 20, "hard": 20, "expert": 20}
     data = RunSettings.from_config(cfg).data
@@ -128,21 +125,21 @@ def test_the_paper_subset_is_its_80_tasks_in_four_levels_and_the_dev_sets_are_tr
         rows = [line.split(",") for line in reference.read_text().split()[1:]]
         assert {t: level for t, level in rows} == data.level_of()
     for dev in ("arc_agi_1_dev", "arc_agi_1_dev_mid"):
-        assert compose_with(f"data={dev}").data.split == "training"
-    assert not set(compose_with("data=arc_agi_1_dev").data.task_ids) & set(compose_with("data=arc_agi_1_dev_mid").data.task_ids)
+        assert compose_config(f"data={dev}").data.split == "training"
+    assert not set(compose_config("data=arc_agi_1_dev").data.task_ids) & set(compose_config("data=arc_agi_1_dev_mid").data.task_ids)
 
 
 @pytest.mark.parametrize("data", ["arc_agi_1_small", "arc_agi_1_small20", "arc_agi_1", "arc_agi_2", "kaggle", "task_dir", "arc_agi_1_paper80"])
 @pytest.mark.parametrize("logger", ["csv", "wandb", "none"])
 def test_data_and_logger_groups_compose(data, logger):
-    cfg = compose_with(f"data={data}", f"logger={logger}", "model=1b")
+    cfg = compose_config(f"data={data}", f"logger={logger}", "model=1b")
     assert cfg.data.num_shards == 1 and cfg.logger.name == logger
 
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp", "fsdp"])
 def test_the_finetuning_stage_composes_with_every_model_and_trainer(model, trainer):
-    cfg = compose_with("stage=finetune", f"model={model}", f"trainer={trainer}")
+    cfg = compose_config("stage=finetune", f"model={model}", f"trainer={trainer}")
     ft = cfg.finetune
     assert cfg.stage == "finetune" and cfg.trainer.strategy == {"ddp": "ddp", "fsdp": "fsdp"}.get(trainer, "auto")
     assert ft.method == "full" and ft.lr == 2e-5 and ft.loss == "demonstrations"  # paper: full FT, ~2e-5
@@ -155,27 +152,27 @@ def test_the_finetuning_stage_composes_with_every_model_and_trainer(model, train
 
 
 def test_wandb_job_type_is_the_stage():
-    assert compose_with("stage=finetune", "logger=wandb").logger.job_type == "finetune"
-    assert compose_with("logger=wandb").logger.job_type == "ttt"
+    assert compose_config("stage=finetune", "logger=wandb").logger.job_type == "finetune"
+    assert compose_config("logger=wandb").logger.job_type == "ttt"
 
 
 @pytest.mark.parametrize("preset, count, priority", [("paper", 23, 0), ("geometric", 6, 0), ("paper_geometric_first", 23, 7)])
 def test_augmenter_presets_override_the_models_choice(preset, count, priority):
-    cfg = compose_with("model=135m", f"augmenters={preset}")
+    cfg = compose_config("model=135m", f"augmenters={preset}")
     assert len(cfg.ttt.augmenters) == count and len(cfg.ttt.priority) == priority
     RunSettings.from_config(cfg)  # and the run accepts it ("none", the un-augmented samples, first included)
 
 
 def test_a_priority_outside_the_augmenters_is_refused_by_name():
     with pytest.raises(SettingsError, match=r"ttt.priority.*\['upscale2'\] not in ttt.augmenters"):
-        RunSettings.from_config(compose_with("augmenters=geometric", "ttt.priority=[none,upscale2]"))
+        RunSettings.from_config(compose_config("augmenters=geometric", "ttt.priority=[none,upscale2]"))
 
 
 @pytest.mark.parametrize("search", ["ttt_135m", "ttt_135m_two_sizes"])
 def test_the_recipe_search_tunes_on_training_tasks_and_returns_the_adapted_nll(search):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose("train", overrides=[f"hparams_search={search}"], return_hydra_config=True)
-    dev = [*compose_with("data=arc_agi_1_dev").data.task_ids, *compose_with("data=arc_agi_1_dev_mid").data.task_ids]
+    dev = [*compose_config("data=arc_agi_1_dev").data.task_ids, *compose_config("data=arc_agi_1_dev_mid").data.task_ids]
     assert cfg.data.split == "training" and set(cfg.data.task_ids) <= set(dev)
     assert cfg.objective == "ttt_nll" and cfg.inference.enabled is False
     assert cfg.hydra.sweeper.direction == "minimize" and "ttt.lr" in cfg.hydra.sweeper.params
@@ -183,7 +180,7 @@ def test_the_recipe_search_tunes_on_training_tasks_and_returns_the_adapted_nll(s
 
 @pytest.mark.parametrize("model", MODELS)
 def test_inference_decodes_like_the_paper_except_where_the_135m_dev_measurement_chose_otherwise(model):
-    inference = compose_with(f"model={model}").inference
+    inference = compose_config(f"model={model}").inference
     chosen = (inference.decoder, inference.dfs_min_prob, inference.selection)
     if model == "135m":  # experiments/decoder.md: dfs 0.1 + nvarc 7/16 vs greedy + vote 4/16 on training tasks
         assert chosen == ("dfs", 0.1, "nvarc")
@@ -193,9 +190,18 @@ def test_inference_decodes_like_the_paper_except_where_the_135m_dev_measurement_
 
 
 def test_the_8b_and_1b_models_default_to_the_lora_the_papers_code_ran():
-    eight, one = compose_with("model=8b"), compose_with("model=1b")
+    eight, one = compose_config("model=8b"), compose_config("model=1b")
     assert list(eight.ttt.lora.target_modules) == ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
     assert list(one.ttt.lora.target_modules) == ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]  # tied head
     assert eight.ttt.gradient_clip is None and one.ttt.gradient_clip is None
     assert (eight.ttt.lr, eight.ttt.lora.rank, eight.ttt.lora.alpha) == (1e-4, 128, 16)  # the script's default lr ran
-    assert compose_with("model=135m").ttt.gradient_clip == 1.0  # this project's
+    assert compose_config("model=135m").ttt.gradient_clip == 1.0  # this project's
+
+
+def test_the_yaml_augmenter_lists_are_the_papers_23_as_the_code_names_them():
+    """configs/augmenters/paper.yaml and finetune/default.yaml restate ttt.arc.augmenters.PAPER_AUGMENTERS
+    (so `--cfg job` shows the list); this keeps the three one list."""
+    from ttt.arc.augmenters import PAPER_AUGMENTERS
+
+    cfg = compose_config("augmenters=paper")
+    assert list(cfg.ttt.augmenters) == list(cfg.finetune.augmenters) == list(PAPER_AUGMENTERS)

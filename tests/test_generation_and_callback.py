@@ -19,7 +19,7 @@ from ttt.model.lora import Adapter, LoraSettings, add_lora
 from ttt.inference.predict import InferenceSettings
 from ttt.report import summarize, table
 
-from test_adapt import tiny_config, tiny_llama
+from fixtures import tiny_config, tiny_llama
 
 
 @pytest.fixture(scope="module")

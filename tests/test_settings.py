@@ -1,22 +1,14 @@
 """Typed settings: every bad value is refused, naming the key, before any task or model loads."""
 
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 import ttt.run as run_module
 from ttt.knobs import SettingsError, build, flatten
 from ttt.model.lora import LoraSettings
 from ttt.settings import InferenceSettings, RunSettings, TTTSettings
 
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
-
-
-def config(*overrides):
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose("train", overrides=list(overrides))
-
+from fixtures import compose_config
 
 # (override, what the message must say): the values a new user tried on main before these settings
 BAD = [
@@ -61,14 +53,14 @@ def test_a_bad_value_is_refused_before_any_task_or_model_loads(override, message
     monkeypatch.setattr(run_module, "load_model", must_not_run)
     monkeypatch.setattr(run_module, "load_tasks", must_not_run)
     with pytest.raises(SettingsError) as refused:
-        run_module.run(config(*override.split(), f"paths.output_dir={tmp_path}"))
+        run_module.run(compose_config(*override.split(), f"paths.output_dir={tmp_path}"))
     assert message in str(refused.value)
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_every_bad_key_is_listed_at_once():
     with pytest.raises(SettingsError) as refused:
-        RunSettings.from_config(config("ttt.lr=0", "ttt.mode=x", "inference.top_k=0"))
+        RunSettings.from_config(compose_config("ttt.lr=0", "ttt.mode=x", "inference.top_k=0"))
     assert len(refused.value.problems) == 3
     assert str(refused.value).startswith("3 bad setting(s), nothing was run:")
 
@@ -82,17 +74,17 @@ def test_train_py_refuses_a_bad_value_with_the_key_and_a_non_zero_exit(train_py,
 
 
 def test_the_shipped_configs_build():
-    settings = RunSettings.from_config(config())
+    settings = RunSettings.from_config(compose_config())
     assert settings.ttt.lora == LoraSettings(rank=32, alpha=64.0)  # the 135m recipe (recipe_search.md, search 2)
     assert settings.inference.max_seq_len == settings.data.max_seq_len == 8192  # inference reads data's
-    paper = RunSettings.from_config(config("model=135m_paper"))
+    paper = RunSettings.from_config(compose_config("model=135m_paper"))
     assert (paper.ttt.lr, paper.ttt.lora.rank, paper.ttt.lora.alpha) == (5e-5, 128, 16.0)  # METHOD.md
 
 
 @pytest.mark.parametrize("model", ["135m", "135m_paper", "1b", "3b", "8b"])
 @pytest.mark.parametrize("stage", ["ttt", "finetune"])
 def test_every_model_builds_for_both_stages(model, stage):
-    RunSettings.from_config(config(f"model={model}", f"stage={stage}"))
+    RunSettings.from_config(compose_config(f"model={model}", f"stage={stage}"))
 
 
 def test_defaults_are_the_papers():
@@ -103,7 +95,7 @@ def test_defaults_are_the_papers():
 
 
 def test_settings_are_frozen_and_flatten_to_dotted_keys():
-    settings = RunSettings.from_config(config())
+    settings = RunSettings.from_config(compose_config())
     with pytest.raises(AttributeError):
         settings.ttt.lr = 1.0  # type: ignore[misc]
     flat = settings.flat()
@@ -125,7 +117,7 @@ def test_a_sweep_objective_must_be_a_number_the_run_returns(tmp_path):
     from ttt.results import metrics_from_rows
 
     with pytest.raises(SettingsError, match="objective='ttt_nl': choose one of: num_tasks"):
-        RunSettings.from_config(config("objective=ttt_nl"))
+        RunSettings.from_config(compose_config("objective=ttt_nl"))
     row = {"task_id": "t", "score": 1.0, "vote_score": 1.0, "all_solved": True, "oracle": 1.0, "view_accuracy": 1.0,
            "ttt_status": "done", "ttt_seconds": 1.0, "seconds": 1.0, "predicted": True}  # fmt: skip
     record = {"task_id": "t", "status": "done", "seconds": 1.0, "base_nll": 1.0, "ttt_nll": 0.5}
@@ -139,14 +131,14 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_instructions(monkeypatch
     import ttt.model.precision as precision
 
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: has_bf16)
-    settings = RunSettings.from_config(config("model.dtype=auto", "trainer.precision=auto"))
+    settings = RunSettings.from_config(compose_config("model.dtype=auto", "trainer.precision=auto"))
     assert (settings.model.dtype, settings.trainer.precision) == expected
     assert (settings.flat()["model.dtype"], settings.flat()["trainer.precision"]) == expected  # as run.json records
-    gpu = RunSettings.from_config(config("model.dtype=auto", "trainer.precision=auto", "model.device=cuda"))
+    gpu = RunSettings.from_config(compose_config("model.dtype=auto", "trainer.precision=auto", "model.device=cuda"))
     assert (gpu.model.dtype, gpu.trainer.precision) == ("bf16", "bf16-mixed")
-    finetune = RunSettings.from_config(config("stage=finetune", "model.dtype=auto", "trainer.precision=auto"))
+    finetune = RunSettings.from_config(compose_config("stage=finetune", "model.dtype=auto", "trainer.precision=auto"))
     assert (finetune.model.dtype, finetune.trainer.precision) == ("fp32", expected[1])  # trained or merged into
-    fixed = RunSettings.from_config(config("model.dtype=fp32", "trainer.precision=32-true"))
+    fixed = RunSettings.from_config(compose_config("model.dtype=fp32", "trainer.precision=32-true"))
     assert (fixed.model.dtype, fixed.trainer.precision) == ("fp32", "32-true")  # a value given is kept
 
 
@@ -166,9 +158,9 @@ def test_a_setting_added_after_a_record_was_made_reads_as_its_default_there():
 
 
 def test_compile_auto_is_on_for_long_cpu_runs_and_fine_tuning_only():
-    settings = RunSettings.from_config(config())  # model=135m, trainer=cpu: trainer.compile=null
+    settings = RunSettings.from_config(compose_config())  # model=135m, trainer=cpu: trainer.compile=null
     assert settings.trainer.compile is None
     assert settings.for_tasks(9).trainer.compile is False and settings.for_tasks(10).trainer.compile is True
-    assert RunSettings.from_config(config("trainer=gpu", "trainer.compile=null")).for_tasks(400).trainer.compile is False
-    assert RunSettings.from_config(config("trainer.compile=false")).for_tasks(400).trainer.compile is False
-    assert RunSettings.from_config(config("stage=finetune")).trainer.compile is True
+    assert RunSettings.from_config(compose_config("trainer=gpu", "trainer.compile=null")).for_tasks(400).trainer.compile is False
+    assert RunSettings.from_config(compose_config("trainer.compile=false")).for_tasks(400).trainer.compile is False
+    assert RunSettings.from_config(compose_config("stage=finetune")).trainer.compile is True

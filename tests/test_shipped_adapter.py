@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from ttt.model.loading import SHIPPED_ADAPTERS, load_model
 from ttt.ship_adapter import heldout_nll, training_tasks_by_id
-from test_settings import config
+from fixtures import compose_config
 from ttt.settings import RunSettings, SettingsError
 
 # embedded-arc: LoRA rank 16 (issue 12); embedded-arc-full: a full fine-tune cut to rank 16 (issue 21)
@@ -45,9 +45,9 @@ def test_the_shipped_adapter_merges_and_gives_its_recorded_heldout_loss(name):
 
 
 def test_a_shipped_adapter_is_named_and_an_unknown_name_lists_them():
-    assert RunSettings.from_config(config()).model.adapter == "embedded-arc-full"  # the default
-    assert RunSettings.from_config(config("model.adapter=null")).model.adapter is None  # the base model
+    assert RunSettings.from_config(compose_config()).model.adapter == "embedded-arc-full"  # the default
+    assert RunSettings.from_config(compose_config("model.adapter=null")).model.adapter is None  # the base model
     with pytest.raises(SettingsError, match=r"model.adapter='nope'.*shipped adapters: \['embedded-arc', 'embedded-arc-full'\]"):
-        RunSettings.from_config(config("model.adapter=nope"))
+        RunSettings.from_config(compose_config("model.adapter=nope"))
     with pytest.raises(SettingsError, match=r"fine-tuned for name_or_path='embedded', not '/tmp'; add model.adapter=null"):
-        RunSettings.from_config(config("model.name_or_path=/tmp"))
+        RunSettings.from_config(compose_config("model.name_or_path=/tmp"))

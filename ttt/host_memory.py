@@ -13,6 +13,10 @@ multiply: 1.8 ms against 0.5 ms) and the time shows as system time.
   at most that much more resident memory. Larger blocks are still mapped and unmapped.
 - `system`: glibc's defaults.
 
+Between tasks (`release`), `reuse` hands the free heap back to the system (`malloc_trim`), so the
+memory a task kept for reuse does not pile up over a long run and `resident_mib` after a task is
+what the process holds, not what it last freed.
+
 Only glibc (Linux) has these settings; elsewhere `reuse` does nothing and says so once.
 """
 
@@ -30,6 +34,7 @@ MODES = ("reuse", "system")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 MMAP_THRESHOLD = 32 * 2**20  # glibc's largest: HEAP_MAX_SIZE / 2 on 64-bit
 TRIM_THRESHOLD = 2**30
+_configured = {"reuse": False}  # the allocator's settings are the process's, like this record of them
 
 
 def configure(mode: str) -> bool:
@@ -42,7 +47,15 @@ def configure(mode: str) -> bool:
         log.info("trainer.host_memory=reuse: not glibc (%s), left as it is", platform.platform())
         return False
     libc = ctypes.CDLL("libc.so.6")
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    _configured["reuse"] = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _configured["reuse"]
+
+
+def release() -> None:
+    """Between tasks: give the heap's free memory back to the system (glibc's `malloc_trim`) where
+    `configure("reuse")` took effect, which otherwise keeps up to 1 GiB of it; else nothing."""
+    if _configured["reuse"]:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def resident_mib() -> float | None:

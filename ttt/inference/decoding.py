@@ -62,6 +62,7 @@ Expected = tuple[int | None, int | None] | None  # an answer's (height, width) w
 
 DECODERS = ("greedy", "dfs", "generate")  # inference.decoder; generate: transformers' generate (the old path)
 THRESHOLDS = ("absolute", "per_token", "relative")  # inference.dfs_threshold: what dfs_min_prob bounds
+ENCODE_TOKENS = 8192  # under a deadline, prompt tokens encoded per pass between checks of the clock
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,12 @@ class Decoder:
     def _search(self, prompts, views: range, floor: Floor, max_branches: int, keep_greedy: bool, found, until) -> None:
         """Expand the branches of `views` level by level, appending answers to `found`; past
         `until`, the views with a live branch are cut short (counted in `cut_views`)."""
-        encoded = self.prompts.encode([prompts[v] for v in views], self.batch_size)
+        encoded = self._encode(prompts, views, until)
+        if len(encoded) < len(views):  # out of time while encoding: the views left are cut short
+            self.cut_views += len(views) - len(encoded)
+            views = views[: len(encoded)]
+            if not encoded:
+                return
         cache, mask = stack(encoded)
         lengths = torch.tensor([e.length for e in encoded])
         hidden = torch.stack([e.last_hidden for e in encoded])
@@ -216,6 +222,24 @@ class Decoder:
             positions = (lengths[rows] + step)[:, None]
             ids = torch.tensor([b.tokens[-1] for b in branches], device=mask.device)[:, None]
             hidden = self.prompts.forward(ids, cache, mask, positions)[0][:, -1]
+
+    def _encode(self, prompts, views: range, until: float | None) -> list:
+        """The views' prompts encoded; under a deadline a few at a time (at most `ENCODE_TOKENS`
+        tokens a pass, checking `until` between passes), so long prompts cannot overrun it by
+        minutes: the encoded prefix of `views`. Without one, in batches of `batch_size` as always."""
+        if until is None:
+            return self.prompts.encode([prompts[v] for v in views], self.batch_size)
+        encoded, part = [], []
+        for v in [*views, None]:
+            full = v is None or (part and sum(map(len, part)) + len(prompts[v]) > ENCODE_TOKENS)
+            if full and part:
+                if time.monotonic() >= until:
+                    break
+                encoded += self.prompts.encode(part, self.batch_size)
+                part = []
+            if v is not None:
+                part.append(prompts[v])
+        return encoded
 
     def _grow(self, branch: Branch, index: int, logprob: float, greedy: bool, step: int, found, row: int):
         """The child of `branch` by kept-token `index`: an answer (appended to `found`), dropped,

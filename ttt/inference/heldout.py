@@ -15,7 +15,7 @@ One teacher-forced forward pass per test input gives both numbers:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 

@@ -89,6 +89,7 @@ class Predictor:
                     result["note"] = note
                 result["settings"] = self.stamp
                 self.encoder.forget()  # texts repeat within a task's views, not across tasks
+                host_memory.release()  # the free heap kept for reuse goes back between tasks
                 result["rss_mib"] = host_memory.resident_mib()  # after the task: flat over a long run
                 result["peak_rss_mib"] = host_memory.peak_resident_mib()
                 write_json_atomic(self.out_dir / task.id / PREDICTIONS, result)

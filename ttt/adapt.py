@@ -34,7 +34,7 @@ from ttt.inference.heldout import heldout_target, measure_model
 from ttt.model.lora import Adapter, relative_update_norm
 from ttt.model.module import TTTModule
 from ttt.model.prefix_loss import PrefixLoss
-from ttt.outputs import SHARED, TTT_RECORD, read_json, write_json_atomic
+from ttt.outputs import LOGS_DIR, SHARED, RunDir, read_json, write_json_atomic
 from ttt.settings import RunSettings
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class TaskRecord:
 
 
 def read_record(out_dir: Path, name: str) -> TaskRecord | None:
-    record = read_json(out_dir / name / TTT_RECORD)
+    record = read_json(RunDir(out_dir).ttt_record(name))
     return None if record is None else TaskRecord(**record)
 
 
@@ -119,7 +119,7 @@ def fit_adapter(
         adapter.model, ttt.lr, ttt.weight_decay, ttt.warmup_fraction, ttt.gradient_checkpointing, ttt.warmup_from_zero,
         loss,
     )
-    save = SaveAdapter(adapter, out_dir / name)
+    save = SaveAdapter(adapter, RunDir(out_dir).unit(name))
     trainer = pl.Trainer(
         max_epochs=ttt.epochs,
         max_time=None if max_seconds is None else timedelta(seconds=max_seconds),
@@ -127,7 +127,7 @@ def fit_adapter(
         devices=1,
         precision=settings.trainer.precision,
         gradient_clip_val=ttt.gradient_clip,
-        logger=CSVLogger(out_dir / name, name="logs", version=0) if settings.logger.name == "csv" else False,
+        logger=CSVLogger(RunDir(out_dir).unit(name), name=LOGS_DIR, version=0) if settings.logger.name == "csv" else False,
         callbacks=[save, *callbacks],
         log_every_n_steps=1,
         enable_checkpointing=False,
@@ -211,7 +211,7 @@ def adapt_tasks(
             seconds, reason = round(time.perf_counter() - started, 2), f"{type(error).__name__}: {error}"
             record = TaskRecord(name, "failed", seconds=seconds, error=reason, settings=settings.affecting_adapters())
             _free_accelerator_memory()
-        write_json_atomic(out_dir / name / TTT_RECORD, asdict(record))
+        write_json_atomic(RunDir(out_dir).ttt_record(name), asdict(record))
         records.append(record)
         counts[record.status] += 1
         bar.set_postfix(counts)

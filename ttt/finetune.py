@@ -40,7 +40,7 @@ from ttt.model.loading import load_model
 from ttt.model.lora import add_lora
 from ttt.model.module import TTTModule
 from ttt.model.prefix_loss import PrefixLoss
-from ttt.outputs import CHECKPOINT_DIR, FINETUNE_ADAPTER_DIR, FINETUNE_MODEL_DIR, FINETUNE_RECORD, write_json_atomic
+from ttt.outputs import FINETUNE_ADAPTER_DIR, LOGS_DIR, RunDir, write_json_atomic
 from ttt.settings import FinetuneSettings, RunSettings, TrainerSettings
 from ttt.ship_adapter import ship
 from ttt.wandb_logging import WandbRun
@@ -144,10 +144,10 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
     module = TTTModule(model, ft.lr, ft.weight_decay, ft.warmup_fraction, ft.gradient_checkpointing, loss=loss)
     loggers: list[Any] = []
     if settings.logger.name == "csv":
-        loggers.append(CSVLogger(out_dir, name="logs"))  # a resumed run writes version_1, ... (keeps the old curve)
+        loggers.append(CSVLogger(out_dir, name=LOGS_DIR))  # a resumed run writes version_1, ... (keeps the old curve)
     if wandb_run is not None:
         loggers.append(WandbLogger(experiment=wandb_run.run))
-    checkpoints = out_dir / CHECKPOINT_DIR
+    layout = RunDir(out_dir)
     text_format = m.text_format()
     encoder = SegmentTokenizer(tokenizer)
     curve = HeldoutCurve(
@@ -168,7 +168,7 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
         logger=loggers or False,
         # one rolling checkpoint (last.ckpt): weights + optimizer state are large (8B: ~100 GB)
         callbacks=[
-            ModelCheckpoint(checkpoints, every_n_train_steps=ft.checkpoint_every_n_steps, save_top_k=0, save_last=True),
+            ModelCheckpoint(layout.checkpoint.parent, every_n_train_steps=ft.checkpoint_every_n_steps, save_top_k=0, save_last=True),
             curve,
         ],
         log_every_n_steps=1,
@@ -176,14 +176,14 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
         enable_progress_bar=settings.trainer.progress_bar and interactive(),
         num_sanity_val_steps=0,
     )
-    resume = checkpoints / "last.ckpt" if ft.resume and (checkpoints / "last.ckpt").is_file() else None
+    resume = layout.checkpoint if ft.resume and layout.checkpoint.is_file() else None
     if resume:
         print(f"resuming from {resume}")
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     fit_seconds = time.perf_counter() - started
 
-    model_dir = out_dir / FINETUNE_MODEL_DIR
+    model_dir = layout.finetune_model
     save_hf(trainer, module, tokenizer, model_dir)
     losses = [float(x) for x in module.losses]
     window = max(1, len(losses) // 10)
@@ -205,12 +205,12 @@ def run_finetune(settings: RunSettings, wandb_run: WandbRun | None = None) -> di
         "peak_memory_mib": peak_memory_mib(),
         "first_loss": _mean(losses[:window]),  # mean batch loss over the first tenth of the batches
         "last_loss": _mean(losses[-window:]),  # ... and over the last tenth
-        "adapter_dir": str(out_dir / FINETUNE_ADAPTER_DIR) if ft.method == "lora" else None,
+        "adapter_dir": str(layout.finetune_adapter) if ft.method == "lora" else None,
         "holdout_task_ids": list(ft.holdout_task_ids),
         "heldout_curve": curve.points,  # [{step, nll}]: mean over held-out tasks of NLL per answer token
     }
     if trainer.is_global_zero:
-        write_json_atomic(out_dir / FINETUNE_RECORD, record)
+        write_json_atomic(layout.finetune_record, record)
         if ft.ship_as:
             print(f"shipped the adapter as {ship(out_dir, ft.ship_as, settings=settings.flat(), rank=ft.ship_rank)} (model.adapter={ft.ship_as})")
     print(

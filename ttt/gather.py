@@ -15,7 +15,7 @@ import io
 import json
 from pathlib import Path
 
-from ttt.outputs import METRICS, write_text_atomic
+from ttt.outputs import METRICS, RunDir, write_text_atomic
 from ttt.selection_rules import SCORE_KEYS
 
 COLUMNS = ["score", *SCORE_KEYS, "all_solved", "oracle", "view_accuracy", "parse_rate", "answers_per_view", "tasks_solved",
@@ -25,7 +25,7 @@ COLUMNS = ["score", *SCORE_KEYS, "all_solved", "oracle", "view_accuracy", "parse
 
 def run_label(run_dir: Path) -> str:
     """The run's command-line overrides, or its folder name."""
-    overrides = run_dir / ".hydra" / "overrides.yaml"
+    overrides = RunDir(run_dir).overrides
     if overrides.is_file():
         items = [line[2:].strip() for line in overrides.read_text().splitlines() if line.startswith("- ")]
         items = [i for i in items if not i.startswith(("hydra.", "data.task_ids"))]

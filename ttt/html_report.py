@@ -34,7 +34,7 @@ from ttt.arc.loading import TaskError, load_tasks, parse_task
 from ttt.arc.task import Task
 from ttt.grid_drawing import PALETTE, differing_cells, grid_svg
 from ttt.outputs import (
-    METRIC_KEYS, METRICS, PREDICTIONS, REPORT, RUN_RECORD, SHARED, SWEEP_INDEX, TASK_RECORD, TTT_RECORD, write_text_atomic,
+    METRIC_KEYS, PREDICTIONS, REPORT, SHARED, SWEEP_INDEX, TASK_RECORD, TTT_RECORD, RunDir, write_text_atomic,
 )  # fmt: skip
 from ttt.results import metrics_from_rows, task_row
 from ttt.selection_rules import rule_scores
@@ -45,20 +45,19 @@ KEY_SETTINGS = (
     "data.dataset", "data.split", "model.name_or_path", "model.adapter", "ttt.enabled", "ttt.epochs", "ttt.lr",
     "ttt.lora.rank", "inference.decoder", "inference.selection", "inference.voting", "seed",
 )  # fmt: skip
-NOT_TASK_DIRS = {SHARED, "configs", ".hydra", "wandb", "logs", "checkpoints"}
 
 
 @dataclass
 class Problems:
     """What is missing or unreadable in a run directory, in the order found."""
 
-    run_dir: Path
+    layout: RunDir
     items: list[str] = field(default_factory=list)
 
-    def read(self, relative: str, missing: str | None) -> dict | None:
-        """The JSON object in `run_dir/relative`; None (noting why, unless `missing` is None and the
-        file is merely absent) when it is absent, unreadable or not an object."""
-        path = self.run_dir / relative
+    def read(self, path: Path, missing: str | None) -> dict | None:
+        """The JSON object in `path` (a file of the run directory); None (noting why, unless
+        `missing` is None and the file is merely absent) when it is absent, unreadable or not an object."""
+        relative = path.relative_to(self.layout.root).as_posix()
         if not path.is_file():
             if missing:
                 self.items.append(f"{relative}: missing ({missing})")
@@ -80,24 +79,25 @@ def write_report(run_dir: str | Path, top_candidates: int = TOP_CANDIDATES) -> P
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run directory")
     page = run_page(run_dir, top_candidates)
-    path = run_dir / REPORT
+    path = RunDir(run_dir).report
     write_text_atomic(path, _environment().get_template("report.html.j2").render(**page))
     return path
 
 
 def run_page(run_dir: Path, top_candidates: int = TOP_CANDIDATES) -> dict:
     """Everything report.html shows, read from the run directory."""
-    problems = Problems(run_dir)
-    run = problems.read(RUN_RECORD, "the run's state and settings are unknown") or {}
+    layout = RunDir(run_dir)
+    problems = Problems(layout)
+    run = problems.read(layout.run_record, "the run's state and settings are unknown") or {}
     settings = run.get("settings") or {}
-    ids = _task_ids(run_dir, run)
-    tasks = _tasks(run_dir, ids, settings, problems)
+    ids = layout.task_ids(run.get("task_ids") or [])  # run.json's order, then any other task folder
+    tasks = _tasks(layout, ids, settings, problems)
     views, rows = [], []
     for task_id in ids:
-        view = _task_view(run_dir, task_id, tasks.get(task_id), settings, problems, top_candidates)
+        view = _task_view(layout, task_id, tasks.get(task_id), settings, problems, top_candidates)
         views.append(view)
         rows.append(view["row"])
-    metrics = problems.read(METRICS, "the summary below is computed from the per-task files")
+    metrics = problems.read(layout.metrics, "the summary below is computed from the per-task files")
     if metrics is None:
         levels = settings.get("data.levels")
         metrics = metrics_from_rows(rows, list(levels) if isinstance(levels, dict) else ()) if rows else {}
@@ -117,27 +117,16 @@ def run_page(run_dir: Path, top_candidates: int = TOP_CANDIDATES) -> dict:
     }
 
 
-def _task_ids(run_dir: Path, run: dict) -> list[str]:
-    """The run's task ids (run.json's order), then any other task folder found."""
-    ids = list(run.get("task_ids") or [])
-    found = sorted(
-        d.name for d in run_dir.iterdir()
-        if d.is_dir() and d.name not in NOT_TASK_DIRS and not d.name.startswith(".")
-        and any((d / name).is_file() for name in (TASK_RECORD, PREDICTIONS, TTT_RECORD))
-    )  # fmt: skip
-    return ids + [t for t in found if t not in ids]
-
-
-def _tasks(run_dir: Path, ids: Sequence[str], settings: dict, problems: Problems) -> dict[str, Task]:
+def _tasks(layout: RunDir, ids: Sequence[str], settings: dict, problems: Problems) -> dict[str, Task]:
     """Each task from its task.json; tasks without one (older runs) from the run's data settings."""
     tasks, absent = {}, []
     for task_id in ids:
-        raw = problems.read(f"{task_id}/{TASK_RECORD}", None)
+        raw = problems.read(layout.task(task_id), None)
         if raw is None:
             absent.append(task_id)
             continue
         try:
-            tasks[task_id] = parse_task(str(run_dir / task_id / TASK_RECORD), task_id, raw)
+            tasks[task_id] = parse_task(str(layout.task(task_id)), task_id, raw)
         except TaskError as error:
             problems.items.append(f"{task_id}/{TASK_RECORD}: {error.problem}; its grids are not drawn")
     if absent:
@@ -168,13 +157,13 @@ def _reload(task_ids: Sequence[str], settings: dict) -> dict[str, Task]:
 
 
 def _task_view(
-    run_dir: Path, task_id: str, task: Task | None, settings: dict, problems: Problems, top_candidates: int
+    layout: RunDir, task_id: str, task: Task | None, settings: dict, problems: Problems, top_candidates: int
 ) -> dict:
     """One task's section: its row of the summary table, demonstrations, tests and diagnostics."""
     predicting, adapting = (settings.get(f"{stage}.enabled", True) for stage in ("inference", "ttt"))  # unknown: both
-    prediction = problems.read(f"{task_id}/{PREDICTIONS}", "not predicted: no attempts or candidates" if predicting else None)
+    prediction = problems.read(layout.predictions(task_id), "not predicted: no attempts or candidates" if predicting else None)
     shared = settings.get("ttt.adapter") == "shared"  # the shared-adapter ablation keeps one record for all tasks
-    ttt = problems.read(f"{SHARED if shared else task_id}/{TTT_RECORD}", "no TTT record: not adapted" if adapting else None)
+    ttt = problems.read(layout.ttt_record(SHARED if shared else task_id), "no TTT record: not adapted" if adapting else None)
     level = _level(task_id, settings)
     try:
         row = task_row(task_id, prediction, ttt, level)
@@ -193,7 +182,7 @@ def _task_view(
         "tests_solved": _tests_solved(prediction),
         "note": (prediction or {}).get("note"),
         "ttt": ttt,
-        "loss_curve": _loss_curve(run_dir / task_id / "logs"),
+        "loss_curve": _loss_curve(layout.logs(task_id)),
         "demos": [] if task is None else [
             {"input": _svg(e.input, label=f"demo {i + 1} input"), "output": _svg(e.output, label=f"demo {i + 1} output")}
             for i, e in enumerate(task.train)
@@ -308,7 +297,8 @@ def _loss_curve(logs: Path, width: int = 240, height: int = 48) -> dict | None:
 
 def is_run_dir(path: Path) -> bool:
     """A run directory: its run.json or metrics.json, or a folder with a task's files."""
-    return (path / RUN_RECORD).is_file() or (path / METRICS).is_file() or bool(_task_ids(path, {}))
+    layout = RunDir(path)
+    return layout.run_record.is_file() or layout.metrics.is_file() or bool(layout.task_ids())
 
 
 def sweep_jobs(sweep_dir: Path) -> list[Path]:
@@ -323,15 +313,16 @@ def write_sweep_index(sweep_dir: str | Path, job_reports: bool = True, top_candi
     sweep_dir = Path(sweep_dir)
     jobs, problems = [], []
     for job_dir in sweep_jobs(sweep_dir):
-        if job_reports or not (job_dir / REPORT).is_file():
+        job = RunDir(job_dir)
+        if job_reports or not job.report.is_file():
             write_report(job_dir, top_candidates)
-        job_problems = Problems(job_dir)
-        run = job_problems.read(RUN_RECORD, "state and settings unknown") or {}
-        metrics = job_problems.read(METRICS, "the job did not finish") or {}
+        job_problems = Problems(job)
+        run = job_problems.read(job.run_record, "state and settings unknown") or {}
+        metrics = job_problems.read(job.metrics, "the job did not finish") or {}
         problems += [f"{job_dir.name}/{p}" for p in job_problems.items]
         jobs.append({
             "name": job_dir.name, "report": f"{job_dir.name}/{REPORT}", "status": run.get("status"),
-            "overrides": _overrides(job_dir), "metrics": _all_keys(metrics),
+            "overrides": _overrides(job), "metrics": _all_keys(metrics),
         })  # fmt: skip
     if not jobs:
         problems.append("no job folder with a run.json, metrics.json or task files")
@@ -354,11 +345,11 @@ def _all_keys(metrics: dict) -> dict:
     return {**dict.fromkeys(METRIC_KEYS), **metrics}
 
 
-def _overrides(job_dir: Path) -> list[str]:
+def _overrides(job: RunDir) -> list[str]:
     """The job's command-line overrides (Hydra's .hydra/overrides.yaml), if kept."""
     from omegaconf import OmegaConf
 
-    path = job_dir / ".hydra" / "overrides.yaml"
+    path = job.overrides
     try:
         return [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
     except Exception:  # noqa: BLE001 - a damaged overrides file only loses the column

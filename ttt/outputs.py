@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ FINETUNE_RECORD = "finetune.json"
 FINETUNE_MODEL_DIR = "model"  # the fine-tuned model in Hugging Face format
 FINETUNE_ADAPTER_DIR = "adapter"  # finetune.method=lora: the LoRA alone (model.adapter=<it>)
 CHECKPOINT_DIR = "checkpoints"
+LOGS_DIR = "logs"  # a task's Lightning CSV metrics
+HYDRA_OVERRIDES = ".hydra/overrides.yaml"  # what train.py was given (Hydra's record)
+NOT_TASK_DIRS = {SHARED, CONFIGS_DIR, ".hydra", "wandb", LOGS_DIR, CHECKPOINT_DIR}
 
 # The numbers a run returns (metrics.json; finetune.json for the fine-tuning stage): what
 # `objective=<key>` may hand a sweeper.
@@ -56,6 +60,60 @@ METRIC_KEYS = (
     "cut_short", "peak_rss_mib", "rss_growth_mib",
 )  # fmt: skip
 FINETUNE_METRIC_KEYS = ("first_loss", "last_loss", "tokens_per_s", "global_step", "num_samples")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run directory's layout (the module docstring's map): where the run's records and each
+    task's live. Everything that reads or writes a run directory goes through it."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # the run's own files
+    run_record = property(lambda self: self.root / RUN_RECORD)
+    submission = property(lambda self: self.root / SUBMISSION)
+    results = property(lambda self: self.root / RESULTS)
+    metrics = property(lambda self: self.root / METRICS)
+    report = property(lambda self: self.root / REPORT)
+    configs = property(lambda self: self.root / CONFIGS_DIR)
+    overrides = property(lambda self: self.root / HYDRA_OVERRIDES)
+    checkpoint = property(lambda self: self.root / CHECKPOINT_DIR / "last.ckpt")  # fine-tuning resumes from it
+    finetune_record = property(lambda self: self.root / FINETUNE_RECORD)
+    finetune_model = property(lambda self: self.root / FINETUNE_MODEL_DIR)
+    finetune_adapter = property(lambda self: self.root / FINETUNE_ADAPTER_DIR)
+
+    # per task, or per adaptation unit: a task's folder, or shared/ for the shared-adapter ablation
+    def unit(self, name: str) -> Path:
+        return self.root / name
+
+    def task(self, task_id: str) -> Path:
+        return self.root / task_id / TASK_RECORD
+
+    def ttt_record(self, unit: str) -> Path:
+        return self.root / unit / TTT_RECORD
+
+    def predictions(self, task_id: str) -> Path:
+        return self.root / task_id / PREDICTIONS
+
+    def logs(self, unit: str) -> Path:
+        return self.root / unit / LOGS_DIR
+
+    def adaptation_of(self, task_id: str) -> Path:
+        """The TTT record that adapted `task_id`: its own, else the shared adapter's."""
+        own = self.ttt_record(task_id)
+        return own if own.is_file() or not self.ttt_record(SHARED).is_file() else self.ttt_record(SHARED)
+
+    def task_ids(self, first: list[str] | tuple[str, ...] = ()) -> list[str]:
+        """`first` (e.g. run.json's order), then every other folder holding a task's record."""
+        found = sorted(
+            d.name for d in self.root.iterdir()
+            if d.is_dir() and d.name not in NOT_TASK_DIRS and not d.name.startswith(".")
+            and any((d / name).is_file() for name in (TASK_RECORD, PREDICTIONS, TTT_RECORD))
+        ) if self.root.is_dir() else []  # fmt: skip
+        return list(first) + [t for t in found if t not in first]
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -14,10 +14,7 @@ from ttt.arc.grid import from_rows
 from ttt.arc.scoring import submission_entry, task_score
 from ttt.arc.task import Task
 from ttt.knobs import differences
-from ttt.outputs import (
-    METRICS, PREDICTIONS, RESULTS, RUN_RECORD, SHARED, SUBMISSION, TASK_RECORD, TTT_RECORD, read_json,
-    timestamp, write_json_atomic,
-)  # fmt: skip
+from ttt.outputs import RESULTS, RUN_RECORD, SUBMISSION, RunDir, read_json, timestamp, write_json_atomic
 from ttt.results import metrics_from_rows, rounded_mean, task_row
 from ttt.selection_rules import rule_scores
 
@@ -25,11 +22,11 @@ from ttt.selection_rules import rule_scores
 def summarize(tasks: Sequence[Task], out_dir: str | Path, levels: Mapping[str, str] | None = None) -> dict:
     """Gather every task's files under `out_dir` into the run's outputs; return the metrics.
     `levels`: {task id: level} (`data.levels`), for the scores per level."""
-    out_dir = Path(out_dir)
+    layout = RunDir(out_dir)
     submission, rows = {}, []
     for task in tasks:
-        prediction = read_json(out_dir / task.id / PREDICTIONS)
-        ttt = read_json(out_dir / task.id / TTT_RECORD) or read_json(out_dir / SHARED / TTT_RECORD)
+        prediction = read_json(layout.predictions(task.id))
+        ttt = read_json(layout.adaptation_of(task.id))
         if prediction is None:  # never predicted: the fallback keeps the submission complete and is scored
             attempts = [[t.input, ((0,),)] for t in task.test]
             if task.has_solutions:
@@ -40,15 +37,15 @@ def summarize(tasks: Sequence[Task], out_dir: str | Path, levels: Mapping[str, s
         submission[task.id] = submission_entry(attempts)
         level = (levels or {}).get(task.id)
         rows.append({**task_row(task.id, prediction, ttt, level), "attempts": submission[task.id]})
-    return write_outputs(out_dir, submission, rows, list(dict.fromkeys((levels or {}).values())))
+    return write_outputs(layout, submission, rows, list(dict.fromkeys((levels or {}).values())))
 
 
-def write_outputs(out_dir: Path, submission: dict, rows: list[dict], levels: Sequence[str] = ()) -> dict:
+def write_outputs(layout: RunDir, submission: dict, rows: list[dict], levels: Sequence[str] = ()) -> dict:
     """Write submission.json, results.json and metrics.json; return the metrics."""
     metrics = metrics_from_rows(rows, levels)
-    write_json_atomic(out_dir / SUBMISSION, submission)
-    write_json_atomic(out_dir / RESULTS, rows)
-    write_json_atomic(out_dir / METRICS, metrics)
+    write_json_atomic(layout.submission, submission)
+    write_json_atomic(layout.results, rows)
+    write_json_atomic(layout.metrics, metrics)
     return metrics
 
 
@@ -69,7 +66,7 @@ def summarize_adaptation(records: Sequence[dict], out_dir: str | Path) -> dict:
         "ttt_seconds_per_task": round(statistics.fmean(r["seconds"] for r in records), 1) if records else None,
         "ttt_tokens": sum(r.get("num_tokens") or 0 for r in records),  # every task's TTT samples' tokens (one epoch)
     }
-    write_json_atomic(Path(out_dir) / METRICS, metrics)
+    write_json_atomic(RunDir(out_dir).metrics, metrics)
     print(ttt_line(metrics))
     print(
         f"held-out NLL per token: {metrics['base_nll']} before TTT -> {metrics['ttt_nll']} after; lowered on "
@@ -95,18 +92,18 @@ def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path, allow_partial: 
     (naming them) a missing or duplicated shard, an unfinished shard, a task missing from a shard's
     results, or shards run with different settings; `allow_partial` merges whatever finished,
     except shards with different settings or duplicates, which are never combined."""
-    out_dir = Path(out_dir)
-    jobs = {Path(d): read_json(Path(d) / RUN_RECORD) for d in shard_dirs}
+    out = RunDir(out_dir)
+    jobs = {RunDir(d): read_json(RunDir(d).run_record) for d in shard_dirs}
     problems, fatal = _shard_problems(jobs)
     rows, submission = [], {}
     for shard_dir, job in jobs.items():
-        results, entries = read_json(shard_dir / RESULTS), read_json(shard_dir / SUBMISSION)
+        results, entries = read_json(shard_dir.results), read_json(shard_dir.submission)
         if results is None or entries is None:
-            problems.append(f"{shard_dir}: no {RESULTS} or {SUBMISSION}: did that shard finish?")
+            problems.append(f"{shard_dir.root}: no {RESULTS} or {SUBMISSION}: did that shard finish?")
             continue
         missing = sorted(set((job or {}).get("task_ids", [])) - {r["task_id"] for r in results})
         if missing:
-            problems.append(f"{shard_dir}: {len(missing)} task(s) missing from its results: {', '.join(missing)}")
+            problems.append(f"{shard_dir.root}: {len(missing)} task(s) missing from its results: {', '.join(missing)}")
         rows += results
         submission.update(entries)
     ids = [r["task_id"] for r in rows]
@@ -119,36 +116,33 @@ def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path, allow_partial: 
     for problem in problems:
         print(f"merging anyway (--allow-partial): {problem}")
     rows.sort(key=lambda r: r["task_id"])
-    _copy_task_files(jobs, out_dir, {r["task_id"] for r in rows})
+    _copy_task_files(jobs, out, {r["task_id"] for r in rows})
     first = next((j for j in jobs.values() if j is not None), {})
-    write_json_atomic(out_dir / RUN_RECORD, {
+    write_json_atomic(out.run_record, {
         "status": "partial" if problems else "finished", "shard": 0, "num_shards": 1,
         "task_ids": [r["task_id"] for r in rows], "settings": first.get("settings", {}),
-        "merged_from": [str(d) for d in jobs], "ended": timestamp(),
+        "merged_from": [str(d.root) for d in jobs], "ended": timestamp(),
     })  # fmt: skip
     levels = list((first.get("settings", {}).get("data.levels") or {}))
-    return write_outputs(out_dir, dict(sorted(submission.items())), rows, levels)
+    return write_outputs(out, dict(sorted(submission.items())), rows, levels)
 
 
-# What a merge copies of each task's folder (not its adapter): what the report reads.
-TASK_FILES = (TASK_RECORD, PREDICTIONS, TTT_RECORD)
+def _copy_task_files(jobs: dict[RunDir, dict | None], out: RunDir, task_ids: set[str]) -> None:
+    """Each task's task, predictions and TTT records and fit logs (what the report reads; not its
+    adapter), from its shard into the merged run."""
+    for shard in jobs:
+        for task_id in sorted(t for t in task_ids if shard.unit(t).is_dir()):
+            for record in (RunDir.task, RunDir.predictions, RunDir.ttt_record):
+                if record(shard, task_id).is_file():
+                    out.unit(task_id).mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(record(shard, task_id), record(out, task_id))
+            if shard.logs(task_id).is_dir():
+                shutil.copytree(shard.logs(task_id), out.logs(task_id), dirs_exist_ok=True)
 
 
-def _copy_task_files(jobs: dict[Path, dict | None], out_dir: Path, task_ids: set[str]) -> None:
-    """Each task's task/predictions/TTT records and fit logs, from its shard into the merged run."""
-    for shard_dir in jobs:
-        for task_dir in (shard_dir / t for t in sorted(task_ids) if (shard_dir / t).is_dir()):
-            for name in TASK_FILES:
-                if (task_dir / name).is_file():
-                    (out_dir / task_dir.name).mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(task_dir / name, out_dir / task_dir.name / name)
-            if (task_dir / "logs").is_dir():
-                shutil.copytree(task_dir / "logs", out_dir / task_dir.name / "logs", dirs_exist_ok=True)
-
-
-def _shard_problems(jobs: dict[Path, dict | None]) -> tuple[list[str], list[str]]:
+def _shard_problems(jobs: dict[RunDir, dict | None]) -> tuple[list[str], list[str]]:
     """(problems a partial merge may accept, problems it never may) of the shards' run.json."""
-    problems = [f"{d}: no {RUN_RECORD}: not a run directory, or the run never started" for d, j in jobs.items() if j is None]
+    problems = [f"{d.root}: no {RUN_RECORD}: not a run directory, or the run never started" for d, j in jobs.items() if j is None]
     found = {d: j for d, j in jobs.items() if j is not None}
     if not found:
         return problems, []
@@ -163,21 +157,20 @@ def _shard_problems(jobs: dict[Path, dict | None]) -> tuple[list[str], list[str]
     absent = sorted(set(range(counts[-1])) - set(indices))
     if absent:
         problems.append(f"shard(s) {absent} of {counts[-1]} not given")
-    problems += [f"{d}: shard {j['shard']} is {j['status']}, not finished" for d, j in found.items() if j["status"] != "finished"]
+    problems += [f"{d.root}: shard {j['shard']} is {j['status']}, not finished" for d, j in found.items() if j["status"] != "finished"]
     first_dir, first = next(iter(found.items()))
     for d, j in found.items():
         diff = {k: v for k, v in differences(first["settings"], j["settings"]).items() if k not in PER_SHARD_KEYS}
         if diff:
             keys = ", ".join(f"{k} {old!r} vs {new!r}" for k, (old, new) in diff.items())
-            fatal.append(f"{d} was run with other settings than {first_dir}: {keys}")
+            fatal.append(f"{d.root} was run with other settings than {first_dir.root}: {keys}")
     return problems, fatal
 
 
 def table(out_dir: str | Path) -> str:
     """A readable summary of `results.json` and `metrics.json`."""
-    out_dir = Path(out_dir)
-    rows = read_json(out_dir / RESULTS)
-    metrics = read_json(out_dir / METRICS)
+    layout = RunDir(out_dir)
+    rows, metrics = read_json(layout.results), read_json(layout.metrics)
 
     def fmt(value, spec=".2f"):
         return "-" if value is None else format(value, spec)

@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ttt.knobs import differences
-from ttt.outputs import (
-    CHECKPOINT_DIR, CONFIGS_DIR, PREDICTIONS, RUN_RECORD, SHARED, TTT_RECORD, read_json, write_text_atomic,
-)  # fmt: skip
+from ttt.outputs import SHARED, RunDir, read_json, write_text_atomic
 from ttt.settings import RunSettings
 
 log = logging.getLogger(__name__)
@@ -32,12 +30,12 @@ class ResumeMismatch(RuntimeError):
 
 def stale(out_dir: Path, task_ids: Sequence[str], settings: RunSettings) -> dict[Path, dict[str, tuple[Any, Any]]]:
     """`{file: {key: (old, new)}}` for every finished record or prediction made by other settings."""
-    expected = []
+    layout, expected = RunDir(out_dir), []
     if settings.ttt.enabled:
         names = [SHARED] if settings.ttt.adapter == "shared" else list(task_ids)
-        expected += [(out_dir / n / TTT_RECORD, settings.affecting_adapters()) for n in names]
+        expected += [(layout.ttt_record(n), settings.affecting_adapters()) for n in names]
     if settings.inference.enabled:
-        expected += [(out_dir / t / PREDICTIONS, settings.affecting_predictions()) for t in task_ids]
+        expected += [(layout.predictions(t), settings.affecting_predictions()) for t in task_ids]
     found = {}
     defaults = RunSettings().flat()  # for settings added since a record was made
     for path, wanted in expected:
@@ -75,8 +73,7 @@ def check(out_dir: Path, task_ids: Sequence[str], settings: RunSettings) -> None
 def check_checkpoint(out_dir: Path, settings: RunSettings) -> None:
     """The fine-tuning stage resumes from `checkpoints/last.ckpt` only if the settings that made it
     (in `run.json`) are this run's: refused, redone (the checkpoint deleted) or kept per `resume`."""
-    checkpoint = out_dir / CHECKPOINT_DIR / "last.ckpt"
-    job = read_json(out_dir / RUN_RECORD)
+    checkpoint, job = RunDir(out_dir).checkpoint, read_json(RunDir(out_dir).run_record)
     if not settings.finetune.resume or not checkpoint.is_file() or job is None:
         return
     wanted = settings.affecting_finetuning()
@@ -114,7 +111,7 @@ def describe(found: dict[Path, dict[str, tuple[Any, Any]]]) -> str:
 
 def keep_config(out_dir: Path, config_yaml: str) -> Path:
     """Store this launch's composed config as the next `configs/launch-N.yaml`; return its path."""
-    folder = out_dir / CONFIGS_DIR
+    folder = RunDir(out_dir).configs
     folder.mkdir(parents=True, exist_ok=True)
     number = 1 + max((int(p.stem.split("-")[1]) for p in folder.glob("launch-*.yaml")), default=0)
     path = folder / f"launch-{number}.yaml"

@@ -29,9 +29,7 @@ from ttt.inference.callback import AugmentedInference
 from ttt.inference.predictor import Predictor
 from ttt.model.loading import load_model
 from ttt.model.lora import Adapter, add_lora
-from ttt.outputs import (
-    PREDICTIONS, RESULTS, RUN_RECORD, SHARED, TASK_RECORD, TTT_RECORD, read_json, timestamp, write_json_atomic,
-)  # fmt: skip
+from ttt.outputs import SHARED, RunDir, read_json, timestamp, write_json_atomic
 from ttt.report import summarize, summarize_adaptation, table
 from ttt.settings import RunSettings
 from ttt.wandb_logging import WandbRun
@@ -96,7 +94,7 @@ def run_ttt(
     """TTT and inference over the tasks, within `clock`'s deadline; after SIGTERM or SIGINT, the
     outputs of those that finished."""
     for task in tasks:  # the grids travel with the run directory (the report draws them)
-        write_json_atomic(out_dir / task.id / TASK_RECORD, task.to_json())
+        write_json_atomic(RunDir(out_dir).task(task.id), task.to_json())
     try:
         metrics = _adapt_and_predict(settings, tasks, out_dir, wandb_run, clock)
     except Interrupted as stop:
@@ -142,17 +140,17 @@ def _adapt_and_predict(
 
     # Tasks adapted but not predicted (by an earlier launch with inference off) are predicted with
     # their saved adapter; the rest (TTT off or failed) by the base model.
-    missing = [t for t in tasks if not (out_dir / t.id / PREDICTIONS).is_file()]
+    missing = [t for t in tasks if not RunDir(out_dir).predictions(t.id).is_file()]
     if missing and adapter is not None:
         by_unit = {r.task_id: r for r in records if r.status == "done"}
         for number, task in enumerate(missing):
             record = by_unit.get(task.id) or by_unit.get(SHARED)
             if record is not None:
-                adapter.load(out_dir / record.adapter)
+                adapter.load(RunDir(out_dir).unit(record.adapter))
                 left = len(missing) - number
                 predictor.predict(adapter.model, [task], note="its adapter, saved by an earlier launch", tasks_left=left)
         adapter.reset()
-        missing = [t for t in missing if not (out_dir / t.id / PREDICTIONS).is_file()]
+        missing = [t for t in missing if not RunDir(out_dir).predictions(t.id).is_file()]
     if missing and adapter is not None:
         with adapter.model.disable_adapter():
             predictor.predict(adapter.model, missing, note="base model: no adapter", tasks_left=len(missing), by="base")
@@ -161,7 +159,7 @@ def _adapt_and_predict(
 
     metrics = summarize(tasks, out_dir, settings.data.level_of())
     if wandb_run is not None:
-        wandb_run.log_results(read_json(out_dir / RESULTS), tasks, metrics)
+        wandb_run.log_results(read_json(RunDir(out_dir).results), tasks, metrics)
     print(table(out_dir))
     print(f"outputs: {out_dir}/submission.json, results.json, metrics.json; per task: {out_dir}/<task_id>/")
     return metrics
@@ -181,12 +179,12 @@ def check_context(model, max_seq_len: int) -> None:
 def _write_finished(settings: RunSettings, tasks: list[Task], out_dir: Path) -> None:
     """After SIGTERM or SIGINT: the run's outputs over the tasks that finished (none is made up)."""
     if settings.inference.enabled:
-        finished = [t for t in tasks if (out_dir / t.id / PREDICTIONS).is_file()]
+        finished = [t for t in tasks if RunDir(out_dir).predictions(t.id).is_file()]
         if finished:
             summarize(finished, out_dir, settings.data.level_of())
             print(table(out_dir))
     else:
-        finished = [r for r in (read_json(out_dir / t.id / TTT_RECORD) for t in tasks) if r is not None]
+        finished = [r for r in (read_json(RunDir(out_dir).ttt_record(t.id)) for t in tasks) if r is not None]
         if finished:
             summarize_adaptation(finished, out_dir)
     print(f"finished {len(finished)} of {len(tasks)} tasks; run again with the same output directory to resume")
@@ -208,17 +206,17 @@ def _job_record(settings: RunSettings, tasks: list[Task]) -> dict:
 def _job(out_dir: Path, record: dict) -> Iterator[None]:
     """`run.json` says `running` within the block, then how it ended: finished, failed (with the
     error) or interrupted."""
-    write_json_atomic(out_dir / RUN_RECORD, record)
+    write_json_atomic(RunDir(out_dir).run_record, record)
     try:
         yield
         interrupt.check()  # a stop signal swallowed after the last task: not "finished"
     except Interrupted:
-        write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "interrupted", "ended": timestamp()})
+        write_json_atomic(RunDir(out_dir).run_record, {**record, "status": "interrupted", "ended": timestamp()})
         raise
     except BaseException as error:
-        write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "failed", "ended": timestamp(), "error": str(error)})
+        write_json_atomic(RunDir(out_dir).run_record, {**record, "status": "failed", "ended": timestamp(), "error": str(error)})
         raise
-    write_json_atomic(out_dir / RUN_RECORD, {**record, "status": "finished", "ended": timestamp()})
+    write_json_atomic(RunDir(out_dir).run_record, {**record, "status": "finished", "ended": timestamp()})
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from ttt.data.tokenize import SegmentTokenizer
 from ttt.inference.heldout import heldout_target, measure_model
 from ttt.model.delta_lora import lora_from_delta
 from ttt.model.loading import SHIPPED_ADAPTERS, load_model
-from ttt.outputs import FINETUNE_ADAPTER_DIR, FINETUNE_MODEL_DIR, FINETUNE_RECORD, RUN_RECORD, read_json, write_json_atomic
+from ttt.outputs import FINETUNE_RECORD, RUN_RECORD, RunDir, read_json, write_json_atomic
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
@@ -68,9 +68,9 @@ def ship(
     the run's flat settings (`RunSettings.flat()`); by default those its `run.json` recorded.
     `rank`: ship a rank-`rank` LoRA of the run's weight difference from the base model
     (`ttt.model.delta_lora`) instead of the run's own adapter; a full fine-tune needs one."""
-    record = read_json(run_dir / FINETUNE_RECORD)
+    record = read_json(RunDir(run_dir).finetune_record)
     if settings is None:
-        settings = (read_json(run_dir / RUN_RECORD) or {}).get("settings")
+        settings = (read_json(RunDir(run_dir).run_record) or {}).get("settings")
     if record is None or settings is None:
         raise SystemExit(f"{run_dir}: no {FINETUNE_RECORD} or {RUN_RECORD}; not a finished fine-tuning run")
     if not record.get("holdout_task_ids"):
@@ -87,10 +87,10 @@ def ship(
     tokenizer, base_model = load_model(*model_args)
     base = heldout_nll(base_model, tokenizer, tasks, fmt, max_seq_len, chat)
     if rank is None:
-        shutil.copy(run_dir / FINETUNE_ADAPTER_DIR / WEIGHTS, tmp / WEIGHTS)
-        shutil.copy(run_dir / FINETUNE_ADAPTER_DIR / CONFIG, tmp / CONFIG)
+        shutil.copy(RunDir(run_dir).finetune_adapter / WEIGHTS, tmp / WEIGHTS)
+        shutil.copy(RunDir(run_dir).finetune_adapter / CONFIG, tmp / CONFIG)
     else:  # built on the base model just measured (PEFT wraps it in place: not used after this)
-        tuned_weights = load_file(run_dir / FINETUNE_MODEL_DIR / "model.safetensors")
+        tuned_weights = load_file(RunDir(run_dir).finetune_model / "model.safetensors")
         adapter = lora_from_delta(base_model, tuned_weights, rank, settings["finetune.lora.target_modules"])
         adapter.save_pretrained(tmp, save_embedding_layers=False)  # the factors and norms, not the whole embedding
     del base_model
@@ -111,7 +111,7 @@ def ship(
         "samples": {t: {"base": base[t], "adapted": tuned[t]} for t in sample_ids},
     }
     write_json_atomic(tmp / HELDOUT, heldout)
-    overrides = run_dir / ".hydra" / "overrides.yaml"  # what train.py was given
+    overrides = RunDir(run_dir).overrides  # what train.py was given
     command = " ".join(["python train.py", *yaml.safe_load(overrides.read_text())]) if overrides.is_file() else "(not train.py)"
     (tmp / CARD).write_text(model_card(name, record, settings, heldout, command, tmp, rank))
     if dest.exists():

@@ -28,7 +28,7 @@ from ttt.inference.heldout import heldout_target, measure_model
 from ttt.inference.inference_weights import inference_weights
 from ttt.inference.predict import Answer, InferenceSettings, Score, predict_task
 from ttt.model.teacher_forcing import answer_logprobs
-from ttt.outputs import PREDICTIONS, write_json_atomic
+from ttt.outputs import RunDir, write_json_atomic
 
 
 class Predictor:
@@ -92,7 +92,7 @@ class Predictor:
                 host_memory.release()  # the free heap kept for reuse goes back between tasks
                 result["rss_mib"] = host_memory.resident_mib()  # after the task: flat over a long run
                 result["peak_rss_mib"] = host_memory.peak_resident_mib()
-                write_json_atomic(self.out_dir / task.id / PREDICTIONS, result)
+                write_json_atomic(RunDir(self.out_dir).predictions(task.id), result)
                 tqdm.write(prediction_line(result))
                 results.append(result)
         return results

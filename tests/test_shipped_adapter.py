@@ -26,6 +26,7 @@ def test_the_shipped_adapter_is_small_bf16_safetensors_with_a_model_card(name):
         assert words in card
 
 
+@pytest.mark.slow  # the embedded model through 32 held-out tasks: about a minute each
 @pytest.mark.parametrize("name", SHIPPED)
 def test_the_shipped_adapter_merges_and_gives_its_recorded_heldout_loss(name):
     recorded = json.loads((SHIPPED_ADAPTERS / name / "heldout.json").read_text())

@@ -1,0 +1,26 @@
+"""Where a run's resident memory goes, task by task: after each task (where the predictor calls
+`host_memory.release`) print resident MiB, Python objects, live CPU tensors and their MiB, and the
+object types that grew. Runs train.py in this process with the given overrides:
+
+    python experiments/memory_probe.py data=arc_agi_1_dev ttt.epochs=1 hydra.run.dir=/tmp/probe
+    ONEDNN_PRIMITIVE_CACHE_CAPACITY=0 python experiments/memory_probe.py ...   # without oneDNN's kernel cache
+"""
+import collections, gc, sys
+import torch
+from ttt import host_memory
+release = host_memory.release
+last = {}
+def probe():
+    release()
+    gc.collect()
+    objs = gc.get_objects()
+    counts = collections.Counter(type(o).__name__ for o in objs)
+    tensors = [o for o in objs if isinstance(o, torch.Tensor)]
+    mib = sum(t.numel() * t.element_size() for t in tensors if t.device.type == "cpu") / 2**20
+    grown = {k: v - last.get(k, 0) for k, v in counts.items() if v - last.get(k, 0) > 200}
+    last.update(counts)
+    print("PROBE rss", host_memory.resident_mib(), "objects", len(objs), "tensors", len(tensors), "tensor MiB", round(mib), "grown", sorted(grown.items(), key=lambda kv: -kv[1])[:10], flush=True)
+host_memory.release = probe
+sys.argv = ["train.py", *sys.argv[1:]]
+import runpy
+runpy.run_path("train.py", run_name="__main__")

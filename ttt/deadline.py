@@ -11,6 +11,13 @@ step that compiles can take minutes) takes the overrun from the tasks after it, 
 task's answers. A task reached after the time is out is not adapted or decoded:
 its attempts are the fallback (its test input), so `submission.json` still holds every task; each
 task cut short says so and why in `results.json` (`cut_short`).
+
+Lightning stops a fit only between steps, and a fit stopped midway leaves its cosine schedule at a
+high learning rate. So, once the run has measured its TTT pace (tokens a second over the steps
+trained so far), each task's TTT samples are fitted beforehand to its TTT part: at most
+`ttt_tokens(epochs)` tokens an epoch (the `ttt.max_tokens` budget, lowered), so the fit ends on
+its own schedule in time, and a sample that alone would overrun is not taken. `max_time` stays the
+backstop for a pace that was wrong.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from ttt.knobs import knob
 
 DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d*)?)h)?(?:(?P<m>\d+(?:\.\d*)?)m)?(?:(?P<s>\d+(?:\.\d*)?)s?)?")
 RESERVE_SHARE, RESERVE_MAX_S = 0.02, 60.0  # kept back for the run's summary, report and submission
+PACE_MARGIN = 0.85  # of the TTT part the fitted samples are planned to fill (data, held-out NLL, a slower pace)
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -60,6 +68,7 @@ class RunClock:
         self.end = self.started + seconds - min(RESERVE_MAX_S, RESERVE_SHARE * seconds)
         self.task_started = self.ttt_until = self.until = self.started
         self.inference_part = 0.0  # seconds of the current task's share that are inference's own
+        self.trained_tokens, self.training_seconds = 0, 0.0  # the TTT steps timed so far (the pace)
 
     @classmethod
     def of(cls, settings: RunTimeSettings) -> RunClock | None:
@@ -81,6 +90,21 @@ class RunClock:
     def ttt_seconds(self) -> float:
         """What the current task's TTT may still use."""
         return max(self.ttt_until - time.monotonic(), 0.0)
+
+    def note_step(self, tokens: int, seconds: float) -> None:
+        """A TTT step trained `tokens` (not padding) in `seconds`."""
+        self.trained_tokens += tokens
+        self.training_seconds += seconds
+
+    def pace(self) -> float | None:
+        """TTT tokens a second over the steps timed so far; None before the first."""
+        return self.trained_tokens / self.training_seconds if self.training_seconds > 0 else None
+
+    def ttt_tokens(self, epochs: int) -> int | None:
+        """The most tokens an epoch of the current task's TTT samples may hold to end within its
+        TTT part at the measured pace; None while the pace is unknown."""
+        pace = self.pace()
+        return None if pace is None else int(pace * self.ttt_seconds() * PACE_MARGIN / max(epochs, 1))
 
     def inference_until(self) -> float:
         """When the current task's decoding must stop (a `time.monotonic()`): the end of its share,

@@ -40,7 +40,7 @@ def stale(out_dir: Path, task_ids: Sequence[str], settings: RunSettings) -> dict
     defaults = RunSettings().flat()  # for settings added since a record was made
     for path, wanted in expected:
         made = read_json(path)
-        if made is None or made.get("status") == "failed":  # nothing kept: it is done again anyway
+        if made is None or made.get("status") in ("failed", "cut"):  # nothing kept: it is done again anyway
             continue
         diff = differences(made.get("settings") or {}, wanted, defaults)
         if diff:

@@ -112,7 +112,7 @@ def encode_tasks(
             )  # fmt: skip
         )
         if not kept and warn_empty:
-            log.warning("task %s: no TTT example fits max_seq_len=%d", task.id, max_seq_len)
+            log.warning("task %s: no TTT sample kept (each over max_seq_len=%d or the token budget)", task.id, max_seq_len)
     return examples, stats
 
 

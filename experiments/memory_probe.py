@@ -4,10 +4,14 @@ object types that grew. Runs train.py in this process with the given overrides:
 
     python experiments/memory_probe.py data=arc_agi_1_dev ttt.epochs=1 hydra.run.dir=/tmp/probe
     ONEDNN_PRIMITIVE_CACHE_CAPACITY=0 python experiments/memory_probe.py ...   # without oneDNN's kernel cache
+    PROBE_MMAP_MIB=4 python experiments/memory_probe.py ...   # trainer.host_memory=reuse's mmap threshold (32)
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python experiments/memory_probe.py ...   # another allocator
 """
-import collections, gc, sys
+import collections, gc, os, sys
 import torch
 from ttt import host_memory
+if "PROBE_MMAP_MIB" in os.environ:
+    host_memory.MMAP_THRESHOLD = int(float(os.environ["PROBE_MMAP_MIB"]) * 2**20)
 release = host_memory.release
 last = {}
 def probe():

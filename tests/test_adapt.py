@@ -163,29 +163,41 @@ def test_a_failing_task_is_recorded_and_the_loop_goes_on(tokenizer, tasks, adapt
     assert saved["status"] == "failed" and saved["error"] == records[0].error
 
 
-def test_samples_fitted_to_a_token_budget_train_their_whole_schedule(tokenizer, tasks, adapter, tmp_path):
-    """run.deadline's fitting: fewer samples (within the budget), every planned step trained, and
-    the record says why; a budget below every sample adapts nothing (the base model predicts)."""
+def test_ttt_fitted_to_a_token_budget_trains_its_whole_schedule(tokenizer, tasks, adapter, tmp_path):
+    """run.deadline's fitting to half the tokens: fewer samples every epoch (run.fit=samples) or
+    every sample in fewer epochs (epochs); every planned step trained, and the record says why. A
+    budget below every sample adapts nothing (the base model predicts)."""
     cfg = tiny_config(**{"ttt.max_examples": 8})
     full = fit_adapter(tasks[0].id, tasks[:1], adapter, tokenizer, cfg, tmp_path / "full")
-    budget = full.num_tokens // 2
-    fitted = fit_adapter(tasks[0].id, tasks[:1], adapter, tokenizer, cfg, tmp_path / "fitted", max_tokens=budget)
+    budget = full.num_tokens  # of the 2 epochs' 2 x num_tokens
+    fitted = fit_adapter(tasks[0].id, tasks[:1], adapter, tokenizer, cfg, tmp_path / "samples", max_tokens=budget)
     assert full.cut_short is None and fitted.status == "done"
-    assert 0 < fitted.num_tokens <= budget and fitted.num_examples < full.num_examples
-    assert fitted.cut_short == f"deadline: TTT samples fitted to {budget} tokens an epoch"  # no "stopped after"
+    assert 0 < fitted.num_tokens <= budget // 2 and fitted.num_examples < full.num_examples
+    assert fitted.cut_short == f"deadline: TTT samples fitted to {budget // 2} tokens an epoch x 2"  # no "stopped after"
+    by_epochs = tiny_config(**{"ttt.max_examples": 8, "run.fit": "epochs"})
+    fewer = fit_adapter(tasks[0].id, tasks[:1], adapter, tokenizer, by_epochs, tmp_path / "epochs", max_tokens=budget)
+    assert fewer.num_examples == full.num_examples and fewer.cut_short == f"deadline: TTT fitted to 1 of 2 epochs ({budget} tokens)"
+    steps = read_steps(tmp_path / "epochs" / tasks[0].id)
+    assert steps == read_steps(tmp_path / "full" / tasks[0].id) // 2
     with pytest.raises(NoTimeToAdapt, match="no TTT sample fits the 5 tokens"):
         fit_adapter(tasks[0].id, tasks[:1], adapter, tokenizer, cfg, tmp_path / "none", max_tokens=5)
 
 
+def read_steps(unit) -> int:
+    """Training steps logged in a fit's metrics.csv."""
+    lines = (unit / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    return sum(1 for line in lines[1:] if line.split(",")[header.index("train/loss")])
+
+
 def test_the_pace_leaves_out_the_runs_first_step_and_sets_the_budget(tokenizer, tasks, adapter, tmp_path):
     clock = RunClock(1000)
-    assert clock.pace() is None and clock.ttt_tokens(epochs=2) is None  # the first task: no fitting
+    assert clock.pace() is None and clock.ttt_tokens() is None  # the first task: no fitting
     (record,) = adapt_tasks(tasks[:1], adapter, tokenizer, tiny_config(), tmp_path, callbacks=[TTTPace(clock)])
     trained = 2 * record.num_tokens  # 4 samples x 2 epochs in 4 batches of 2; the first batch not timed
     assert trained / 2 <= clock.trained_tokens < trained and clock.training_seconds > 0
     clock.begin(tasks_left=2)
-    expected = clock.pace() * clock.ttt_seconds() * 0.85 / 3
-    assert clock.ttt_tokens(epochs=3) == pytest.approx(expected, rel=0.01)
+    assert clock.ttt_tokens() == pytest.approx(clock.pace() * clock.ttt_seconds() * 0.85, rel=0.01)
 
 
 def test_shared_adapter_trains_once_on_all_tasks(tokenizer, tasks, adapter, tmp_path):

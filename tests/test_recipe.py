@@ -5,6 +5,7 @@ model that shows TTT lowering a training task's held-out NLL."""
 import json
 import math
 import random
+import time
 
 import pytest
 import torch
@@ -20,13 +21,14 @@ from ttt.model.lora import LoraSettings, add_lora, relative_update_norm
 from ttt.model.module import cosine_with_warmup
 
 
-def learning_rates(steps: int, warmup: int, from_zero: bool) -> list[float]:
+def learning_rates(steps: int, warmup: int, from_zero: bool, ends_at: float | None = None, step_seconds=0.0) -> list[float]:
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = cosine_with_warmup(optimizer, warmup, steps, from_zero)
+    scheduler = cosine_with_warmup(optimizer, warmup, steps, from_zero, ends_at)
     rates = []
     for _ in range(steps):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
+        time.sleep(step_seconds)
         scheduler.step()
     return rates
 
@@ -38,6 +40,17 @@ def test_the_papers_warm_up_wastes_the_first_step_and_ours_does_not():
     assert ours[0] == pytest.approx(0.5) and ours[1] == pytest.approx(1.0)  # (s + 1) / (warmup + 1)
     assert ours[1:] == pytest.approx(paper[1:])  # same cosine decay after the warm-up
     assert learning_rates(8, 0, from_zero=True)[0] == 1.0  # no warm-up: full rate at once
+
+
+@pytest.mark.parametrize("from_zero", [True, False])
+def test_under_a_deadline_the_schedule_runs_by_time_when_time_is_further_along(from_zero):
+    """run.deadline stops a fit between steps: the rate follows the time gone, so the last steps
+    before the stop run decayed; with time to spare it is the schedule by steps."""
+    by_steps = learning_rates(10, 1, from_zero)
+    assert learning_rates(10, 1, from_zero, ends_at=time.monotonic() + 3600) == pytest.approx(by_steps, abs=1e-3)
+    rushed = learning_rates(10, 1, from_zero, ends_at=time.monotonic() + 0.25, step_seconds=0.05)
+    assert rushed[0] == by_steps[0] and 0 < rushed[2] < by_steps[2]  # each step ~2 steps' time: decays faster
+    assert rushed[5:] == [0.0] * 5  # the time is out after ~5 steps: decayed to 0 and held there (no rise)
 
 
 @pytest.mark.parametrize(

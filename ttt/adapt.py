@@ -95,18 +95,20 @@ class NoTimeToAdapt(Exception):
 
 class TTTPace(pl.Callback):
     """Times every TTT step but the run's first (it compiles and warms the kernels) into the
-    clock's pace, from which later tasks' samples are fitted to their time (run.deadline)."""
+    clock's pace, from which later tasks' samples are fitted to their time (run.deadline). A step's
+    time runs from the end of the one before (or the fit's start): loading, logging, the lot."""
 
     def __init__(self, clock: RunClock):
-        self.clock, self.started, self.first = clock, 0.0, True
+        self.clock, self.mark, self.first = clock, 0.0, True
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        self.started = time.perf_counter()
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.mark = time.perf_counter()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
         if not self.first:
-            self.clock.note_step(num_tokens(batch), time.perf_counter() - self.started)
-        self.first = False
+            self.clock.note_step(num_tokens(batch), now - self.mark)
+        self.first, self.mark = False, now
 
 
 def fit_adapter(
@@ -121,23 +123,35 @@ def fit_adapter(
     max_tokens: int | None = None,
 ) -> TaskRecord:
     """Reset, fit on `tasks`' TTT data, save the adapter to `out_dir/name`, return the record.
-    run.deadline's bounds: `max_tokens`, the samples' tokens an epoch (below `ttt.max_tokens`, the
-    samples are fitted to it); `max_seconds`, the fit stops after the step that passes it."""
+    run.deadline's bounds: `max_tokens`, what TTT may train on over all its epochs (beyond it the
+    samples or epochs are fitted to it, `run.fit`); `max_seconds`, the fit stops after the step
+    that passes it."""
     started = time.perf_counter()
     ttt = settings.ttt
     adapter.reset()
     pl.seed_everything(settings.seed, verbose=False)
-    data = ttt.data(settings.seed)
-    fitted = max_tokens is not None and (data.max_tokens is None or max_tokens < data.max_tokens)
-    if fitted:
-        data = replace(data, max_tokens=max_tokens)
-    datamodule = TTTDataModule(
-        tasks, tokenizer, settings.model.text_format(), data, ttt.loss, settings.data.max_seq_len,
-        ttt.batch_size, ttt.labels, ttt.packing,
-    )  # fmt: skip
-    datamodule.setup()
-    if fitted and not datamodule.examples:
-        raise NoTimeToAdapt(f"deadline: not adapted (no TTT sample fits the {max_tokens} tokens an epoch its time allows)")
+
+    def datamodule_of(cap: int | None) -> TTTDataModule:
+        data = ttt.data(settings.seed) if cap is None else replace(ttt.data(settings.seed), max_tokens=cap)
+        datamodule = TTTDataModule(
+            tasks, tokenizer, settings.model.text_format(), data, ttt.loss, settings.data.max_seq_len,
+            ttt.batch_size, ttt.labels, ttt.packing,
+        )  # fmt: skip
+        datamodule.setup()
+        return datamodule
+
+    datamodule, epochs, fitted = datamodule_of(None), ttt.epochs, None
+    planned_tokens = ttt.epochs * sum(len(e) for e in datamodule.examples)
+    if max_tokens is not None and planned_tokens > max_tokens:
+        if settings.run.fit == "epochs" and max_tokens * ttt.epochs // planned_tokens >= 1:
+            epochs = max_tokens * ttt.epochs // planned_tokens  # every sample, fewer times
+            fitted = f"deadline: TTT fitted to {epochs} of {ttt.epochs} epochs ({max_tokens} tokens)"
+        else:
+            epochs = 1 if settings.run.fit == "epochs" else ttt.epochs
+            datamodule = datamodule_of(max_tokens // epochs)
+            if not datamodule.examples:
+                raise NoTimeToAdapt(f"deadline: not adapted (no TTT sample fits the {max_tokens} tokens its time allows)")
+            fitted = f"deadline: TTT samples fitted to {max_tokens // epochs} tokens an epoch x {epochs}"
     held_out = None
     if len(tasks) == 1:  # the shared adapter has no single held-out task
         encoder = SegmentTokenizer(tokenizer)
@@ -146,11 +160,11 @@ def fit_adapter(
     loss = PrefixLoss.of(ttt.logits, ttt.head, tokenizer, settings.model.text_format(), settings.trainer.compile)
     module = TTTModule(
         adapter.model, ttt.lr, ttt.weight_decay, ttt.warmup_fraction, ttt.gradient_checkpointing, ttt.warmup_from_zero,
-        loss,
+        loss, max_seconds,
     )
     save = SaveAdapter(adapter, RunDir(out_dir).unit(name))
     trainer = pl.Trainer(
-        max_epochs=ttt.epochs,
+        max_epochs=epochs,
         max_time=None if max_seconds is None else timedelta(seconds=max_seconds),
         accelerator=settings.trainer.accelerator,
         devices=1,
@@ -166,7 +180,7 @@ def fit_adapter(
     )
     trainer.fit(module, datamodule=datamodule)
     planned = trainer.estimated_stepping_batches
-    cuts = [f"deadline: TTT samples fitted to {max_tokens} tokens an epoch"] if fitted else []
+    cuts = [fitted] if fitted else []
     if max_seconds is not None and trainer.global_step < planned:
         cuts.append(f"deadline: TTT stopped after {trainer.global_step} of {planned} steps ({max_seconds:.0f} s)")
     cut_short = "; ".join(cuts) or None
@@ -236,7 +250,7 @@ def adapt_tasks(
         started = time.perf_counter()
         try:
             max_seconds = None if clock is None else clock.ttt_seconds()
-            max_tokens = None if clock is None else clock.ttt_tokens(settings.ttt.epochs)
+            max_tokens = None if clock is None or settings.run.fit == "none" else clock.ttt_tokens()
             record = fit_adapter(
                 name, unit_tasks, adapter, tokenizer, settings, out_dir, callbacks, max_seconds, max_tokens
             )  # fmt: skip

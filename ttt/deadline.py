@@ -12,12 +12,13 @@ task's answers. A task reached after the time is out is not adapted or decoded:
 its attempts are the fallback (its test input), so `submission.json` still holds every task; each
 task cut short says so and why in `results.json` (`cut_short`).
 
-Lightning stops a fit only between steps, and a fit stopped midway leaves its cosine schedule at a
-high learning rate. So, once the run has measured its TTT pace (tokens a second over the steps
-trained so far), each task's TTT samples are fitted beforehand to its TTT part: at most
-`ttt_tokens(epochs)` tokens an epoch (the `ttt.max_tokens` budget, lowered), so the fit ends on
-its own schedule in time, and a sample that alone would overrun is not taken. `max_time` stays the
-backstop for a pace that was wrong.
+Lightning stops a fit only between steps, and a fit stopped midway by steps alone would leave its
+cosine schedule at a high learning rate: under a deadline the schedule runs by time as well
+(`ttt.model.module.cosine_with_warmup`), so a fit stopped when its part is spent ends decayed (the
+default, `run.fit=none`). With `run.fit=samples|epochs`, once the run has timed its TTT steps
+(tokens a second), each task's TTT is instead planned beforehand to `ttt_tokens()` over all its
+epochs: fewer samples (through the `ttt.max_tokens` budget) or fewer epochs first, and a sample
+that alone would overrun is not taken; `max_time` stays the backstop for a pace that was wrong.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class RunTimeSettings:
 
     deadline: str | None = None  # e.g. 11h30m; None: no bound
     ttt_share: float = knob(0.6, gt=0, lt=1)  # of a task's share of the time left, what TTT may use
+    fit: str = knob("none", choices=("none", "samples", "epochs"))  # how a task's TTT is fitted to its time
 
     def problems(self) -> list[str]:
         if self.deadline is None:
@@ -100,11 +102,11 @@ class RunClock:
         """TTT tokens a second over the steps timed so far; None before the first."""
         return self.trained_tokens / self.training_seconds if self.training_seconds > 0 else None
 
-    def ttt_tokens(self, epochs: int) -> int | None:
-        """The most tokens an epoch of the current task's TTT samples may hold to end within its
+    def ttt_tokens(self) -> int | None:
+        """The most tokens the current task's TTT may train on (all its epochs) to end within its
         TTT part at the measured pace; None while the pace is unknown."""
         pace = self.pace()
-        return None if pace is None else int(pace * self.ttt_seconds() * PACE_MARGIN / max(epochs, 1))
+        return None if pace is None else int(pace * self.ttt_seconds() * PACE_MARGIN)
 
     def inference_until(self) -> float:
         """When the current task's decoding must stop (a `time.monotonic()`): the end of its share,

@@ -23,7 +23,9 @@ def probe():
     mib = sum(t.numel() * t.element_size() for t in tensors if t.device.type == "cpu") / 2**20
     grown = {k: v - last.get(k, 0) for k, v in counts.items() if v - last.get(k, 0) > 200}
     last.update(counts)
-    print("PROBE rss", host_memory.resident_mib(), "objects", len(objs), "tensors", len(tensors), "tensor MiB", round(mib), "grown", sorted(grown.items(), key=lambda kv: -kv[1])[:10], flush=True)
+    status = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith("Rss"))
+    kinds = {k: round(int(v.split()[0]) / 1024) for k, v in status.items()}  # RssAnon (heap, tensors), RssFile (mapped code, files)
+    print("PROBE rss", host_memory.resident_mib(), "by kind MiB", kinds, "objects", len(objs), "tensors", len(tensors), "tensor MiB", round(mib), "grown", sorted(grown.items(), key=lambda kv: -kv[1])[:10], flush=True)
 host_memory.release = probe
 sys.argv = ["train.py", *sys.argv[1:]]
 import runpy

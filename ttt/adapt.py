@@ -143,8 +143,9 @@ def fit_adapter(
     datamodule, epochs, fitted = datamodule_of(None), ttt.epochs, None
     planned_tokens = ttt.epochs * sum(len(e) for e in datamodule.examples)
     if max_tokens is not None and planned_tokens > max_tokens:
-        if settings.run.fit == "epochs" and max_tokens * ttt.epochs // planned_tokens >= 1:
-            epochs = max_tokens * ttt.epochs // planned_tokens  # every sample, fewer times
+        epochs_that_fit = max_tokens * ttt.epochs // planned_tokens  # of every sample
+        if settings.run.fit == "epochs" and epochs_that_fit >= 1:
+            epochs = epochs_that_fit
             fitted = f"deadline: TTT fitted to {epochs} of {ttt.epochs} epochs ({max_tokens} tokens)"
         else:
             epochs = 1 if settings.run.fit == "epochs" else ttt.epochs
@@ -230,7 +231,7 @@ def adapt_tasks(
     units = [(SHARED, list(tasks))] if settings.ttt.adapter == "shared" else [(t.id, [t]) for t in tasks]
 
     records: list[TaskRecord] = []
-    if clock is not None:
+    if clock is not None and settings.run.fit != "none":  # the pace is only read to fit tasks to their time
         callbacks = [*callbacks, TTTPace(clock)]
     counts = {"done": 0, "failed": 0, "cut": 0, "skipped": 0}
     bar = tqdm(units, desc="TTT", unit="task", dynamic_ncols=True, disable=not interactive())
@@ -250,7 +251,7 @@ def adapt_tasks(
         started = time.perf_counter()
         try:
             max_seconds = None if clock is None else clock.ttt_seconds()
-            max_tokens = None if clock is None or settings.run.fit == "none" else clock.ttt_tokens()
+            max_tokens = None if clock is None else clock.ttt_tokens()  # None until TTTPace has timed a step
             record = fit_adapter(
                 name, unit_tasks, adapter, tokenizer, settings, out_dir, callbacks, max_seconds, max_tokens
             )  # fmt: skip

@@ -25,7 +25,28 @@ def probe():
     last.update(counts)
     status = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith("Rss"))
     kinds = {k: round(int(v.split()[0]) / 1024) for k, v in status.items()}  # RssAnon (heap, tensors), RssFile (mapped code, files)
-    print("PROBE rss", host_memory.resident_mib(), "by kind MiB", kinds, "objects", len(objs), "tensors", len(tensors), "tensor MiB", round(mib), "grown", sorted(grown.items(), key=lambda kv: -kv[1])[:10], flush=True)
+    maps = anon_maps()
+    print("PROBE rss", host_memory.resident_mib(), "by kind MiB", kinds, "objects", len(objs), "tensors", len(tensors), "tensor MiB", round(mib), "grown", sorted(grown.items(), key=lambda kv: -kv[1])[:10],
+          "heap MiB", maps["heap"], "anon maps", maps["count"], "their MiB", maps["anon"], "largest", maps["largest"], flush=True)
+
+
+def anon_maps():
+    """Resident MiB of the [heap] (glibc's main arena) and of anonymous mappings (other arenas,
+    mmapped blocks, JIT code), from /proc/self/smaps."""
+    heap, anon, count, sizes, name = 0, 0, 0, [], None
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5:  # a mapping's header: its path, if any, is field 6
+            name = head[5] if len(head) > 5 else ""
+        elif head[0] == "Rss:":
+            kib = int(head[1])
+            if name == "[heap]":
+                heap += kib
+            elif name == "":
+                anon, count = anon + kib, count + 1
+                sizes.append(kib)
+    return {"heap": round(heap / 1024), "anon": round(anon / 1024), "count": count,
+            "largest": [round(k / 1024) for k in sorted(sizes)[-5:]]}
 host_memory.release = probe
 sys.argv = ["train.py", *sys.argv[1:]]
 import runpy

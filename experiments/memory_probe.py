@@ -6,9 +6,13 @@ object types that grew. Runs train.py in this process with the given overrides:
     ONEDNN_PRIMITIVE_CACHE_CAPACITY=0 python experiments/memory_probe.py ...   # without oneDNN's kernel cache
     PROBE_MMAP_MIB=4 python experiments/memory_probe.py ...   # trainer.host_memory=reuse's mmap threshold (32)
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python experiments/memory_probe.py ...   # another allocator
+    LD_PRELOAD=...libjemalloc.so.2 MALLOC_CONF=prof:true,lg_prof_sample:17,prof_prefix:/tmp/heap/jeprof \\
+        python experiments/memory_probe.py ...   # also a heap profile after each task: what grew, by call stack:
+    jeprof --text --base=/tmp/heap/<first>.heap $(which python) /tmp/heap/<last>.heap
 """
 import collections, gc, os, sys
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 from ttt import host_memory
 if "PROBE_MMAP_MIB" in os.environ:
     host_memory.MMAP_THRESHOLD = int(float(os.environ["PROBE_MMAP_MIB"]) * 2**20)
@@ -16,11 +20,15 @@ release = host_memory.release
 last = {}
 def probe():
     release()
+    if "prof:true" in os.environ.get("MALLOC_CONF", ""):
+        import ctypes
+        ctypes.CDLL("libjemalloc.so.2").mallctl(b"prof.dump", None, None, None, 0)
     gc.collect()
     objs = gc.get_objects()
     counts = collections.Counter(type(o).__name__ for o in objs)
     tensors = [o for o in objs if isinstance(o, torch.Tensor)]
-    mib = sum(t.numel() * t.element_size() for t in tensors if t.device.type == "cpu") / 2**20
+    real = [t for t in tensors if t.device.type == "cpu" and not isinstance(t, FakeTensor)]  # compile's fake tensors hold no memory
+    mib = sum(t.numel() * t.element_size() for t in real) / 2**20
     grown = {k: v - last.get(k, 0) for k, v in counts.items() if v - last.get(k, 0) > 200}
     last.update(counts)
     status = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith("Rss"))

@@ -18,6 +18,11 @@ memory a task kept for reuse does not pile up over a long run and `resident_mib`
 what the process holds, not what it last freed.
 
 Only glibc (Linux) has these settings; elsewhere `reuse` does nothing and says so once.
+
+oneDNN, which runs PyTorch's CPU matmuls, keeps each kernel it compiled (one per shape and
+layout, about 0.6 MB) in a cache of 1024 entries by default, so a run's memory grows by the kernels
+of each new task's shapes for hundreds of tasks. `bound_kernel_cache` (`trainer.kernel_cache`) caps
+it; oneDNN reads the cap once, at the process's first kernel (experiments/inference_bounds.md, section 7).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ MODES = ("reuse", "system")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 MMAP_THRESHOLD = 32 * 2**20  # glibc's largest: HEAP_MAX_SIZE / 2 on 64-bit
 TRIM_THRESHOLD = 2**30
+KERNEL_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"  # oneDNN's name for its cache's capacity (entries)
 _configured = {"reuse": False}  # the allocator's settings are the process's, like this record of them
 
 
@@ -49,6 +55,17 @@ def configure(mode: str) -> bool:
     libc = ctypes.CDLL("libc.so.6")
     _configured["reuse"] = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _configured["reuse"]
+
+
+def bound_kernel_cache(entries: int | None) -> str | None:
+    """Cap oneDNN's kernel cache at `entries` (None: oneDNN's default) unless this process's
+    environment already sets it, which wins; returns the capacity in force (None: the default).
+    Takes effect only before the process's first CPU matmul, when oneDNN reads it."""
+    if entries is not None and KERNEL_CACHE_VARIABLE not in os.environ:
+        os.environ[KERNEL_CACHE_VARIABLE] = str(entries)
+    elif entries is not None and os.environ[KERNEL_CACHE_VARIABLE] != str(entries):
+        log.info("trainer.kernel_cache=%d: the environment's %s=%s kept", entries, KERNEL_CACHE_VARIABLE, os.environ[KERNEL_CACHE_VARIABLE])
+    return os.environ.get(KERNEL_CACHE_VARIABLE)
 
 
 def release() -> None:

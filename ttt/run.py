@@ -44,6 +44,7 @@ def run(cfg: DictConfig) -> dict | None:
     settings = RunSettings.from_config(cfg)  # SettingsError lists every bad key, before anything runs
     clock = RunClock.of(settings.run)  # run.deadline: from here, model loading counted
     host_memory.configure(settings.trainer.host_memory)  # before the model's first tensors
+    host_memory.bound_kernel_cache(settings.trainer.kernel_cache)  # before its first matmul
     out_dir = Path(settings.paths.output_dir or ".")
     tasks: list[Task] = []
     if settings.stage == "ttt":

@@ -279,6 +279,7 @@ class TrainerSettings:
     num_nodes: int = knob(1, ge=1)
     strategy: str = knob("auto", choices=("auto", *StrategyRegistry.available_strategies()))
     host_memory: str = knob("system", choices=HOST_MEMORY_MODES)  # reuse: keep freed memory (ttt.host_memory)
+    kernel_cache: int | None = knob(None, ge=0)  # oneDNN's kernel cache, entries (ttt.host_memory); None: its 1024
     # torch.compile the backbone for training (ttt.model.prefix_loss); None: auto (`RunSettings.for_tasks`).
     # Speed only (float rounding, like the thread count): not among the settings a resume checks.
     compile: bool | None = None

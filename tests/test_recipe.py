@@ -21,9 +21,12 @@ from ttt.model.lora import LoraSettings, add_lora, relative_update_norm
 from ttt.model.module import cosine_with_warmup
 
 
-def learning_rates(steps: int, warmup: int, from_zero: bool, ends_at: float | None = None, step_seconds=0.0) -> list[float]:
+def learning_rates(steps: int, warmup: int, from_zero: bool, seconds: float | None = None, step_seconds=0.0) -> list[float]:
+    """The rates of a fit of `steps`, stopped after `seconds` if given (the schedule then runs by time too)."""
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = cosine_with_warmup(optimizer, warmup, steps, from_zero, ends_at)
+    started = time.monotonic()
+    time_gone = None if seconds is None else lambda: (time.monotonic() - started) / seconds
+    scheduler = cosine_with_warmup(optimizer, warmup, steps, from_zero, time_gone)
     rates = []
     for _ in range(steps):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -47,8 +50,8 @@ def test_under_a_deadline_the_schedule_runs_by_time_when_time_is_further_along(f
     """run.deadline stops a fit between steps: the rate follows the time gone, so the last steps
     before the stop run decayed; with time to spare it is the schedule by steps."""
     by_steps = learning_rates(10, 1, from_zero)
-    assert learning_rates(10, 1, from_zero, ends_at=time.monotonic() + 3600) == pytest.approx(by_steps, abs=1e-3)
-    rushed = learning_rates(10, 1, from_zero, ends_at=time.monotonic() + 0.25, step_seconds=0.05)
+    assert learning_rates(10, 1, from_zero, seconds=3600) == pytest.approx(by_steps, abs=1e-3)
+    rushed = learning_rates(10, 1, from_zero, seconds=0.25, step_seconds=0.05)
     assert rushed[0] == by_steps[0] and 0 < rushed[2] < by_steps[2]  # each step ~2 steps' time: decays faster
     assert rushed[5:] == [0.0] * 5  # the time is out after ~5 steps: decayed to 0 and held there (no rise)
 

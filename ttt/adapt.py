@@ -15,7 +15,6 @@ import logging
 import time
 import warnings
 from collections.abc import Sequence
-from datetime import timedelta
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -93,10 +92,13 @@ class NoTimeToAdapt(Exception):
     """run.deadline left the task too little time for a single TTT sample."""
 
 
-class TTTPace(pl.Callback):
-    """Times every TTT step but the run's first (it compiles and warms the kernels) into the
-    clock's pace, from which later tasks' samples are fitted to their time (run.deadline). A step's
-    time runs from the end of the one before (or the fit's start): loading, logging, the lot."""
+class TTTClock(pl.Callback):
+    """run.deadline within the fits, one for the whole run: stops a fit after the step that passes
+    its task's TTT part (as Lightning's `max_time` would, but reading the clock, so the part can
+    move), does not charge the run's first step to its task (it compiles and warms the kernels:
+    `RunClock.excuse`), and times every later step into the clock's pace, from which `run.fit`
+    fits later tasks' samples to their time. A step's time runs from the end of the one before (or
+    the fit's start): loading, logging, the lot."""
 
     def __init__(self, clock: RunClock):
         self.clock, self.mark, self.first = clock, 0.0, True
@@ -104,11 +106,17 @@ class TTTPace(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.mark = time.perf_counter()
 
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        if self.first:  # excused before the schedule's next point is read (Lightning steps it before batch end)
+            self.clock.excuse(time.perf_counter() - self.mark)
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         now = time.perf_counter()
         if not self.first:
             self.clock.note_step(num_tokens(batch), now - self.mark)
         self.first, self.mark = False, now
+        if self.clock.ttt_seconds() <= 0:
+            trainer.should_stop = True
 
 
 def fit_adapter(
@@ -119,13 +127,13 @@ def fit_adapter(
     settings: RunSettings,
     out_dir: Path,
     callbacks: Sequence[pl.Callback] = (),
-    max_seconds: float | None = None,
+    clock: RunClock | None = None,
     max_tokens: int | None = None,
 ) -> TaskRecord:
     """Reset, fit on `tasks`' TTT data, save the adapter to `out_dir/name`, return the record.
     run.deadline's bounds: `max_tokens`, what TTT may train on over all its epochs (beyond it the
-    samples or epochs are fitted to it, `run.fit`); `max_seconds`, the fit stops after the step
-    that passes it."""
+    samples or epochs are fitted to it, `run.fit`); `clock`, whose TTT part the schedule decays
+    by (a `TTTClock` among the callbacks stops the fit when it is spent)."""
     started = time.perf_counter()
     ttt = settings.ttt
     adapter.reset()
@@ -161,12 +169,11 @@ def fit_adapter(
     loss = PrefixLoss.of(ttt.logits, ttt.head, tokenizer, settings.model.text_format(), settings.trainer.compile)
     module = TTTModule(
         adapter.model, ttt.lr, ttt.weight_decay, ttt.warmup_fraction, ttt.gradient_checkpointing, ttt.warmup_from_zero,
-        loss, max_seconds,
+        loss, None if clock is None else clock.ttt_gone,
     )
     save = SaveAdapter(adapter, RunDir(out_dir).unit(name))
     trainer = pl.Trainer(
         max_epochs=epochs,
-        max_time=None if max_seconds is None else timedelta(seconds=max_seconds),
         accelerator=settings.trainer.accelerator,
         devices=1,
         precision=settings.trainer.precision,
@@ -182,8 +189,9 @@ def fit_adapter(
     trainer.fit(module, datamodule=datamodule)
     planned = trainer.estimated_stepping_batches
     cuts = [fitted] if fitted else []
-    if max_seconds is not None and trainer.global_step < planned:
-        cuts.append(f"deadline: TTT stopped after {trainer.global_step} of {planned} steps ({max_seconds:.0f} s)")
+    if clock is not None and trainer.global_step < planned:
+        part = clock.ttt_until - clock.ttt_started
+        cuts.append(f"deadline: TTT stopped after {trainer.global_step} of {planned} steps ({part:.0f} s)")
     cut_short = "; ".join(cuts) or None
     after_callbacks = time.perf_counter() - (save.saved_at or time.perf_counter())  # inference, W&B: not TTT
     after = measure_model(held_out, adapter.model, tokenizer.pad_token_id) if held_out else None
@@ -231,8 +239,8 @@ def adapt_tasks(
     units = [(SHARED, list(tasks))] if settings.ttt.adapter == "shared" else [(t.id, [t]) for t in tasks]
 
     records: list[TaskRecord] = []
-    if clock is not None and settings.run.fit != "none":  # the pace is only read to fit tasks to their time
-        callbacks = [*callbacks, TTTPace(clock)]
+    if clock is not None:
+        callbacks = [*callbacks, TTTClock(clock)]
     counts = {"done": 0, "failed": 0, "cut": 0, "skipped": 0}
     bar = tqdm(units, desc="TTT", unit="task", dynamic_ncols=True, disable=not interactive())
     for number, (name, unit_tasks) in enumerate(bar):
@@ -250,11 +258,9 @@ def adapt_tasks(
             clock.begin(len(units) - number)
         started = time.perf_counter()
         try:
-            max_seconds = None if clock is None else clock.ttt_seconds()
-            max_tokens = None if clock is None else clock.ttt_tokens()  # None until TTTPace has timed a step
-            record = fit_adapter(
-                name, unit_tasks, adapter, tokenizer, settings, out_dir, callbacks, max_seconds, max_tokens
-            )  # fmt: skip
+            fitted = clock is not None and settings.run.fit != "none"
+            max_tokens = clock.ttt_tokens() if fitted else None  # None until TTTClock has timed a step
+            record = fit_adapter(name, unit_tasks, adapter, tokenizer, settings, out_dir, callbacks, clock, max_tokens)
         except NoTimeToAdapt as cut:
             seconds = round(time.perf_counter() - started, 2)
             record = TaskRecord(name, "cut", seconds=seconds, cut_short=str(cut), settings=settings.affecting_adapters())

@@ -3,8 +3,8 @@
 The clock starts when the run does (model loading counts). Before each task it divides the time
 left, less a reserve for writing the run's outputs, by the tasks left: a task that finishes early
 leaves its time to the ones after it, and one that is slow is cut to its share. Within a task's
-share, TTT may use `run.ttt_share` (Lightning's `max_time` stops its fit after the step that
-passes it); inference uses the rest, and stops decoding when the share is spent, keeping the
+share, TTT may use `run.ttt_share` (`adapt.TTTClock` stops its fit after the step that passes
+it; the run's first step, which compiles, is not charged to its task); inference uses the rest, and stops decoding when the share is spent, keeping the
 answers of the views it finished. Inference always keeps its own part of the share (1 - ttt_share)
 from when it starts: a TTT that overran its part (Lightning stops only between steps, and a first
 step that compiles can take minutes) takes the overrun from the tasks after it, not from this
@@ -14,11 +14,11 @@ task cut short says so and why in `results.json` (`cut_short`).
 
 Lightning stops a fit only between steps, and a fit stopped midway by steps alone would leave its
 cosine schedule at a high learning rate: under a deadline the schedule runs by time as well
-(`ttt.model.module.cosine_with_warmup`), so a fit stopped when its part is spent ends decayed (the
+(`ttt.model.module.cosine_with_warmup`, reading `ttt_gone`), so a fit stopped when its part is spent ends decayed (the
 default, `run.fit=none`). With `run.fit=samples|epochs`, once the run has timed its TTT steps
 (tokens a second), each task's TTT is instead planned beforehand to `ttt_tokens()` over all its
 epochs: fewer samples (through the `ttt.max_tokens` budget) or fewer epochs first, and a sample
-that alone would overrun is not taken; `max_time` stays the backstop for a pace that was wrong.
+that alone would overrun is not taken; `TTTClock`'s stop stays the backstop for a pace that was wrong.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class RunClock:
         self.seconds, self.ttt_share = seconds, ttt_share
         self.started = time.monotonic() if started is None else started
         self.end = self.started + seconds - min(RESERVE_MAX_S, RESERVE_SHARE * seconds)
-        self.task_started = self.ttt_until = self.until = self.started
+        self.task_started = self.ttt_started = self.ttt_until = self.until = self.started
         self.inference_part = 0.0  # seconds of the current task's share that are inference's own
         self.trained_tokens, self.training_seconds = 0, 0.0  # the TTT steps timed so far (the pace)
 
@@ -81,7 +81,8 @@ class RunClock:
         adaptation, inference has all of it)."""
         now = time.monotonic()
         share = max(self.end - now, 0.0) / max(tasks_left, 1)
-        self.task_started, self.until = now, now + share
+        self.task_started = self.ttt_started = now
+        self.until = now + share
         self.ttt_until = now + share * self.ttt_share if adapting else now
         self.inference_part = share * (1 - self.ttt_share) if adapting else share
 
@@ -92,6 +93,19 @@ class RunClock:
     def ttt_seconds(self) -> float:
         """What the current task's TTT may still use."""
         return max(self.ttt_until - time.monotonic(), 0.0)
+
+    def ttt_gone(self) -> float:
+        """The fraction of the current task's TTT part gone (the schedule by time reads it)."""
+        now = time.monotonic()
+        return max(now - self.ttt_started, 0.0) / max(self.ttt_until - self.ttt_started, 1e-9)
+
+    def excuse(self, seconds: float) -> None:
+        """`seconds` of the current task's TTT are not charged to it: its TTT part starts and ends
+        that much later (the time comes out of the tasks after it). For the run's first step, which
+        compiles and warms the kernels: 180 s of a 53 s part on paper80's first task, which then
+        trained 1 of its 72 steps."""
+        self.ttt_started += seconds
+        self.ttt_until += seconds
 
     def note_step(self, tokens: int, seconds: float) -> None:
         """A TTT step trained `tokens` (not padding) in `seconds`."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -37,16 +38,17 @@ class TTTModule(LightningModule):
         gradient_checkpointing: bool = False,
         warmup_from_zero: bool = True,
         loss: PrefixLoss | None = None,
-        max_seconds: float | None = None,
+        time_gone: Callable[[], float] | None = None,
     ):
-        """`max_seconds` (run.deadline): the fit will be stopped then, so the schedule runs by
-        time as well as by steps, whichever is further along, and ends at its low rate either way."""
+        """`time_gone` (run.deadline): the fraction of the fit's time gone (it is stopped at 1), so
+        the schedule runs by time as well as by steps, whichever is further along, and ends at its
+        low rate either way."""
         super().__init__()
         self.model = model
         self.loss = loss or PrefixLoss()
         self._lora_layers: list[BaseTunerLayer] | None = None  # found on the first autocast forward
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
-        self.warmup_from_zero, self.max_seconds = warmup_from_zero, max_seconds
+        self.warmup_from_zero, self.time_gone = warmup_from_zero, time_gone
         self.gradient_checkpointing = gradient_checkpointing
         self._step_started = 0.0
         self.tokens_seen = 0
@@ -118,8 +120,7 @@ class TTTModule(LightningModule):
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, fused=self._fused(params) or None)
         total = self.trainer.estimated_stepping_batches
         warmup = math.ceil(self.warmup_fraction * total)
-        ends_at = None if self.max_seconds is None else time.monotonic() + self.max_seconds
-        scheduler = cosine_with_warmup(optimizer, warmup, total, self.warmup_from_zero, ends_at)
+        scheduler = cosine_with_warmup(optimizer, warmup, total, self.warmup_from_zero, self.time_gone)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
@@ -147,20 +148,20 @@ class TTTModule(LightningModule):
 
 def cosine_with_warmup(
     optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, from_zero: bool = True,
-    ends_at: float | None = None,
+    time_gone: Callable[[], float] | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up then cosine decay to 0. `from_zero` (transformers' and the paper's schedule)
     runs step 0 at learning rate 0; otherwise warm-up step s runs at (s + 1) / (warmup + 1) of the
-    rate, so no step is wasted (with 8 steps and 10% warm-up, 1 in 8 would be). `ends_at` (a
-    `time.monotonic()`, run.deadline's stop): each step runs at the schedule's point for its step or
-    for the fraction of the time gone, whichever is later, so a fit stopped then ends decayed."""
+    rate, so no step is wasted (with 8 steps and 10% warm-up, 1 in 8 would be). `time_gone` (the
+    fraction of the fit's time gone, run.deadline's: the fit is stopped at 1): each step runs at the
+    schedule's point for its step or for the time gone, whichever is later, so a fit stopped then
+    ends decayed."""
     scheduler = by_steps(optimizer, warmup_steps, total_steps, from_zero)
-    if ends_at is not None:
-        started, by_step = time.monotonic(), scheduler.lr_lambdas[0]
+    if time_gone is not None:
+        by_step = scheduler.lr_lambdas[0]
 
         def by_step_or_time(step: int) -> float:
-            gone = (time.monotonic() - started) / max(ends_at - started, 1e-9)
-            return by_step(min(max(step, gone * total_steps), total_steps))  # past its end it would rise
+            return by_step(min(max(step, time_gone() * total_steps), total_steps))  # past its end it would rise
 
         scheduler.lr_lambdas = [by_step_or_time for _ in scheduler.lr_lambdas]
     return scheduler

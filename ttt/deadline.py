@@ -3,22 +3,23 @@
 The clock starts when the run does (model loading counts). Before each task it divides the time
 left, less a reserve for writing the run's outputs, by the tasks left: a task that finishes early
 leaves its time to the ones after it, and one that is slow is cut to its share. Within a task's
-share, TTT may use `run.ttt_share` (`adapt.TTTClock` stops its fit after the step that passes
-it; the run's first step, which compiles, is not charged to its task); inference uses the rest, and stops decoding when the share is spent, keeping the
-answers of the views it finished. Inference always keeps its own part of the share (1 - ttt_share)
-from when it starts: a TTT that overran its part (Lightning stops only between steps, and a first
-step that compiles can take minutes) takes the overrun from the tasks after it, not from this
-task's answers. A task reached after the time is out is not adapted or decoded:
-its attempts are the fallback (its test input), so `submission.json` still holds every task; each
-task cut short says so and why in `results.json` (`cut_short`).
+share, TTT may use `run.ttt_share` (`adapt.TTTClock` stops its fit after the step that passes it;
+the run's first step, which compiles, is not charged to its task); inference uses the rest, and
+stops decoding when the share is spent, keeping the answers of the views it finished. Inference
+always keeps its own part of the share (1 - ttt_share) from when it starts: a TTT that overran its
+part (Lightning stops only between steps, and a first step that compiles can take minutes) takes the
+overrun from the tasks after it, not from this task's answers. A task reached after the time is out
+is not adapted or decoded: its attempts are the fallback (its test input), so `submission.json`
+still holds every task; each task cut short says so and why in `results.json` (`cut_short`).
 
 Lightning stops a fit only between steps, and a fit stopped midway by steps alone would leave its
 cosine schedule at a high learning rate: under a deadline the schedule runs by time as well
-(`ttt.model.module.cosine_with_warmup`, reading `ttt_gone`), so a fit stopped when its part is spent ends decayed (the
-default, `run.fit=none`). With `run.fit=samples|epochs`, once the run has timed its TTT steps
-(tokens a second), each task's TTT is instead planned beforehand to `ttt_tokens()` over all its
-epochs: fewer samples (through the `ttt.max_tokens` budget) or fewer epochs first, and a sample
-that alone would overrun is not taken; `TTTClock`'s stop stays the backstop for a pace that was wrong.
+(`ttt.model.module.cosine_with_warmup`, reading `ttt_gone`), so a fit stopped when its part is spent
+ends decayed (the default, `run.fit=none`). With `run.fit=samples|epochs`, once the run has timed
+its TTT steps (tokens a second), each task's TTT is instead planned beforehand to `ttt_tokens()`
+over all its epochs: fewer samples (through the `ttt.max_tokens` budget) or fewer epochs first, and
+a sample that alone would overrun is not taken; `TTTClock`'s stop stays the backstop for a pace that
+was wrong.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ THRESHOLDS = (0.3, 0.2, 0.1, 0.05)
 
 
 def variants(base: InferenceSettings, thresholds) -> dict[str, InferenceSettings]:
-    old = replace(base, decoder="generate", merge_lora=False, normalise="vocabulary")
+    old = replace(base, decoder="generate", merge_lora=False, normalise="vocabulary", expected_shape="any")
     out = {
         "generate": old,
         "greedy": replace(base, decoder="greedy"),

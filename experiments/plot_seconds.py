@@ -78,6 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     runs = {name: Path(path) for name, path in (item.split("=", 1) for item in args.runs)}
     rows = points(runs)
+    if not rows:
+        sys.exit(f"no task to plot: no <task_id>/{TASK_RECORD} in {', '.join(map(str, runs.values()))} (pass the run's own directory, not its record)")
     title = args.title + (f" (ttt.max_tokens={args.budget})" if args.budget else "")
     write_text_atomic(args.out, plot(rows, title).svg())
     header = "run,task_id,level,tokens,ttt_tokens,ttt_seconds,inference_seconds"

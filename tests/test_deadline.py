@@ -96,3 +96,30 @@ def test_the_embedded_model_run_with_a_short_deadline_ends_in_time(train_py, tmp
     assert sorted(json.loads((tmp_path / "submission.json").read_text())) == ["00576224", "66e6c45b"]
     rows = json.loads((tmp_path / "results.json").read_text())
     assert all(r["cut_short"] for r in rows)
+
+
+def test_a_per_task_inference_cap_cuts_decoding_and_says_so(tiny_model_dir, tmp_path):
+    """inference.max_seconds without a deadline: a cap too short for any view cuts every task's
+    decoding (the fallback attempts stand in), and results.json names the cap as the cause."""
+    metrics = run_in(tmp_path, tiny_model_dir, "ttt.enabled=false", "inference.max_seconds=0.000001", task_ids=THREE[:2])
+    rows = read_json(tmp_path / "results.json")
+    assert all(r["cut_short"] == f"inference.max_seconds: {r['num_views']} of {r['num_views']} views cut short" for r in rows)
+    assert sorted(read_json(tmp_path / "submission.json")) == THREE[:2] and metrics["cut_short"] == 2
+
+
+@pytest.mark.parametrize(
+    "deadline_left, cap, bound",
+    [(100.0, 5.0, "inference.max_seconds"), (5.0, 100.0, "deadline"), (None, 5.0, "inference.max_seconds"), (5.0, None, "deadline")],
+)
+def test_decoding_stops_at_the_earlier_of_the_deadline_and_the_cap(deadline_left, cap, bound):
+    from ttt.inference.predict import InferenceSettings
+    from ttt.inference.predictor import Predictor
+
+    clock = None
+    if deadline_left is not None:
+        clock = RunClock(10_000)
+        clock.begin(tasks_left=1, adapting=False)
+        clock.until, clock.inference_part = time.monotonic() + deadline_left, 0.0
+    predictor = Predictor(None, None, InferenceSettings(max_seconds=cap), "unused", clock=clock)
+    until, named = predictor._decoding_until(clock)
+    assert named == bound and until - time.monotonic() == pytest.approx(min(c for c in (deadline_left, cap) if c), abs=0.05)

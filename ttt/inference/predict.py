@@ -80,6 +80,7 @@ class InferenceSettings:
     restrict_alphabet: bool = True
     constrain_shape: bool = False  # greedy/dfs only take tokens that keep the answer a well-formed grid
     expected_shape: str = knob("any", choices=EXPECTED_SHAPE_MODES)  # stop: an answer ends once it can't have the demonstrations' shape
+    max_seconds: float | None = knob(None, gt=0)  # a task's decoding stops after this (its finished views kept); None: unbounded (paper)
     max_seq_len: int = knob(8192, ge=MIN_SEQ_LEN)  # a longer prompt drops its last demonstration
     seed: int = 0
 
@@ -91,6 +92,8 @@ class InferenceSettings:
             problems.append("constrain_shape=true is a mask of the greedy and dfs decoders: decoder=generate needs constrain_shape=false")
         if self.expected_shape != "any" and self.decoder == "generate":
             problems.append(f"expected_shape={self.expected_shape!r} stops answers in the greedy and dfs decoders: decoder=generate needs expected_shape=any")
+        if self.max_seconds is not None and self.decoder == "generate":
+            problems.append(f"max_seconds={self.max_seconds} bounds the greedy and dfs decoders: decoder=generate needs max_seconds=null")
         return problems
 
 

@@ -11,6 +11,7 @@ it directly for tasks predicted by the base model (TTT off, or failed).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,11 +74,11 @@ class Predictor:
                     result = predict_task(task, lambda prompted: [[] for _ in prompted], self.encoder, self.format, s)
                     cut_short = f"deadline: not predicted (out of time after {clock.elapsed():.0f} s)"
                 else:
-                    self._until = None if clock is None else clock.inference_until()
+                    self._until, bound = self._decoding_until(clock)
                     result = predict_task(task, answer, self.encoder, self.format, s, score)
                     cut = self._decoder.cut_views if self._decoder is not None else 0
                     if cut:
-                        cut_short = f"deadline: {cut} of {result['num_views']} views cut short"
+                        cut_short = f"{bound}: {cut} of {result['num_views']} views cut short"
                 forget()
                 result["cut_short"] = cut_short
                 held_out = measure_model(
@@ -96,6 +97,15 @@ class Predictor:
                 tqdm.write(prediction_line(result))
                 results.append(result)
         return results
+
+    def _decoding_until(self, clock: RunClock | None) -> tuple[float | None, str]:
+        """When the task's decoding must stop (a `time.monotonic()`, None: never) and what sets it:
+        run.deadline's share or `inference.max_seconds`, the earlier."""
+        until = None if clock is None else clock.inference_until()
+        if self.settings.max_seconds is None:
+            return until, "deadline"
+        capped = time.monotonic() + self.settings.max_seconds
+        return (until, "deadline") if until is not None and until <= capped else (capped, "inference.max_seconds")
 
     def _decoding(self, model: Any) -> tuple[Answer, Score, Callable[[], None]]:
         """(answer views, score candidates, forget the task's cached prompts) for `inference.decoder`."""
